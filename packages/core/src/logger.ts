@@ -1,0 +1,22 @@
+import { pino, type Logger, type LoggerOptions } from 'pino';
+
+export type { Logger };
+
+/**
+ * The project's structured logger. JSON lines on stderr (stdout stays free for `--json` results);
+ * level from `SCALEOT_LOG_LEVEL` (default `info`; tests set `silent` or `warn`).
+ */
+export function createLogger(name: string, options: LoggerOptions = {}): Logger {
+  return pino(
+    { name, level: process.env.SCALEOT_LOG_LEVEL ?? 'info', ...options },
+    pino.destination({ fd: 2, sync: true }),
+  );
+}
+
+let rootLogger: Logger | undefined;
+
+/** A process-wide logger, created on first use. */
+export function logger(): Logger {
+  rootLogger ??= createLogger('scaleot');
+  return rootLogger;
+}
