@@ -1,1 +1,11 @@
-export {};
+export { CheckpointError, type CheckpointErrorCode, type CheckpointErrorOptions } from './CheckpointError.js';
+export { type DType, type SafetensorsDType, SUPPORTED_DTYPES, elementCount, byteLengthOf } from './dtypes.js';
+export { float16ToFloat32, float32ToFloat16, bfloat16ToFloat32, float32ToBfloat16 } from './halfFloat.js';
+export { MAX_HEADER_BYTES } from './header.js';
+export { SafetensorsFile, type TensorInfo } from './SafetensorsFile.js';
+export { Checkpoint, SINGLE_FILE_NAME, INDEX_FILE_NAME } from './Checkpoint.js';
+export type { ParameterSpec } from './modelTypes.js';
+export type { GPT2Config } from './models/gpt2.js';
+export { type ModelConfig, parseModelConfig, readModelConfig, expectedParameters, canonicalName } from './modelConfig.js';
+export { writeSafetensors, type WriteTensor } from './writeSafetensors.js';
+export { writeCheckpoint, DEFAULT_MAX_SHARD_BYTES, type WriteCheckpointOptions } from './writeCheckpoint.js';
