@@ -1,1 +1,3 @@
-export {};
+export { BackendError } from './BackendError.js';
+export { initBackend, activeBackend, BACKEND_NAMES, type BackendName } from './initBackend.js';
+export { geluNew, crossEntropyPerToken } from './ops.js';

@@ -1,0 +1,146 @@
+import * as tf from '@tensorflow/tfjs';
+import { createLogger, type Logger } from '@scaleot/core';
+import { BackendError } from './BackendError.js';
+import { registerWasmKernelFixes } from './wasm/registerWasmKernelFixes.js';
+
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
+
+export const BACKEND_NAMES: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow'];
+
+/** Native packages tried in order for the `tensorflow` backend; never dependencies of this repo. */
+const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
+
+let log: Logger | undefined;
+let chain: Promise<unknown> = Promise.resolve();
+
+function isBackendName(name: unknown): name is BackendName {
+  return typeof name === 'string' && (BACKEND_NAMES as readonly string[]).includes(name);
+}
+
+function resolveName(name: string | undefined): BackendName {
+  const fromEnv = process.env.SCALEOT_BACKEND;
+  const requested = name ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : 'wasm');
+  if (!isBackendName(requested)) {
+    throw new BackendError(
+      'UNKNOWN_BACKEND',
+      `unknown tfjs backend "${requested}"; valid names are ${BACKEND_NAMES.join(', ')}`,
+      { where: name === undefined ? 'SCALEOT_BACKEND' : 'initBackend' },
+    );
+  }
+  return requested;
+}
+
+async function prepareWasm(): Promise<Record<string, unknown>> {
+  // Imported on demand: the import registers wasm as the highest-priority backend, after which
+  // any tensor created before an explicit setBackend throws.
+  const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as unknown as Record<string, unknown>;
+  registerWasmKernelFixes();
+  return wasm;
+}
+
+function isModuleNotFound(error: unknown, pkg: string): boolean {
+  const e = error as { code?: string; message?: string } | undefined;
+  return (
+    (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') &&
+    typeof e.message === 'string' &&
+    e.message.includes(pkg)
+  );
+}
+
+async function prepareNative(): Promise<string> {
+  const failures: string[] = [];
+  for (const pkg of NATIVE_PACKAGES) {
+    try {
+      // A variable specifier keeps TypeScript from resolving a package that is not installed.
+      const specifier: string = pkg;
+      await import(specifier);
+    } catch (error) {
+      if (isModuleNotFound(error, pkg)) {
+        failures.push(`${pkg} is not installed`);
+        continue;
+      }
+      throw new BackendError(
+        'BACKEND_LOAD_FAILED',
+        `${pkg} is installed but failed to load (${(error as Error).message}); reinstall it on an image ` +
+          'with internet access (its install downloads libtensorflow), or use SCALEOT_BACKEND=wasm',
+        { where: 'initBackend', cause: error },
+      );
+    }
+    if (tf.findBackendFactory('tensorflow') === null) {
+      throw new BackendError(
+        'BACKEND_LOAD_FAILED',
+        `${pkg} loaded but registered no "tensorflow" backend on this tfjs engine; its @tensorflow/tfjs ` +
+          `must be the same copy as this repository's (4.22.0): npm install -E ${pkg}@4.22.0`,
+        { where: 'initBackend' },
+      );
+    }
+    return pkg;
+  }
+  throw new BackendError(
+    'BACKEND_NOT_INSTALLED',
+    `the "tensorflow" backend needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (${failures.join('; ')}). ` +
+      'Install one in an image built with internet access (its install downloads libtensorflow): ' +
+      'npm install -E @tensorflow/tfjs-node@4.22.0 (or -gpu with CUDA), or use SCALEOT_BACKEND=wasm',
+    { where: 'initBackend' },
+  );
+}
+
+async function activate(name: BackendName): Promise<BackendName> {
+  // Before the early return: wasm may have been selected with tf.setBackend, without the fixes.
+  const wasm = name === 'wasm' ? await prepareWasm() : undefined;
+  if (tf.engine().backendName === name) return name;
+  const details: Record<string, unknown> = {};
+  if (wasm !== undefined) {
+    details.simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+    details.multithread = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+    details.getThreadsCount = wasm.getThreadsCount;
+  } else if (name === 'tensorflow') {
+    details.package = await prepareNative();
+  }
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend(name);
+  } catch (error) {
+    throw new BackendError('BACKEND_INIT_FAILED', `tfjs backend "${name}" failed to initialise: ${(error as Error).message}`, {
+      where: 'initBackend',
+      cause: error,
+    });
+  }
+  if (!ok) {
+    throw new BackendError('BACKEND_INIT_FAILED', `tfjs backend "${name}" failed to initialise (see the tfjs warning above)`, {
+      where: 'initBackend',
+    });
+  }
+  await tf.ready();
+  const { getThreadsCount, ...rest } = details;
+  if (typeof getThreadsCount === 'function') rest.threads = (getThreadsCount as () => number)();
+  log ??= createLogger('backend');
+  log.info({ backend: name, tfjs: tf.version.tfjs, ...rest }, `tfjs backend: ${name}`);
+  return name;
+}
+
+/**
+ * Selects and initialises the tfjs backend: `name`, else SCALEOT_BACKEND, else `wasm`. Calling it
+ * again with the active backend is a no-op; with another name it switches. For `wasm` the kernel
+ * fixes of this package are registered first. Calls are serialised.
+ */
+export function initBackend(name?: BackendName | string): Promise<BackendName> {
+  let resolved: BackendName;
+  try {
+    resolved = resolveName(name);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  const next = chain.then(
+    () => activate(resolved),
+    () => activate(resolved),
+  );
+  chain = next.catch(() => undefined);
+  return next;
+}
+
+/** The backend tfjs is running on now, if it is one of ours (undefined before `initBackend`). */
+export function activeBackend(): BackendName | undefined {
+  const current = tf.engine().backendName;
+  return isBackendName(current) ? current : undefined;
+}
