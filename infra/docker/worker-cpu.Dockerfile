@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# A scaleot CPU worker: tfjs wasm backend (4 GiB wasm heap per process), health and metrics on 9090,
+# SIGTERM drains (finishes or hands back its jobs) before exiting. Build from the repository root:
+#   docker build -f infra/docker/worker-cpu.Dockerfile -t scaleot/worker-cpu:dev .
+# The first three stages are the coordinator image's: BuildKit shares their cache between both builds.
+
+# --- manifests: package.json files + lock only, so the dependency layers rebuild only when they change
+FROM node:20.20.2-bookworm-slim AS manifests
+WORKDIR /src
+COPY . .
+RUN mkdir -p /out \
+ && cp package.json package-lock.json /out/ \
+ && for d in packages/* apps/*; do \
+      if [ -f "$d/package.json" ]; then mkdir -p "/out/$d" && cp "$d/package.json" "/out/$d/"; fi; \
+    done
+
+# --- build: all dependencies, compile every workspace, keep package.json + dist of each
+FROM node:20.20.2-bookworm-slim AS build
+WORKDIR /app
+ENV TURBO_TELEMETRY_DISABLED=1 CI=1
+COPY --from=manifests /out/ ./
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY . .
+RUN npm run build \
+ && mkdir -p /out \
+ && for d in packages/* apps/*; do \
+      if [ -d "$d/dist" ]; then mkdir -p "/out/$d" && cp -R "$d/package.json" "$d/dist" "/out/$d/"; fi; \
+    done \
+ && find /out -name '*.tsbuildinfo' -delete
+
+# --- deps: production dependencies only
+FROM node:20.20.2-bookworm-slim AS deps
+WORKDIR /app
+COPY --from=manifests /out/ ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
+
+# --- runtime: code owned by root and read-only for the service user (uid 1000, "node" in this image)
+FROM node:20.20.2-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    SCALEOT_STORAGE_DIR=/data \
+    SCALEOT_LOG_LEVEL=info \
+    SCALEOT_BACKEND=wasm \
+    SCALEOT_WORKER_GROUP=cpu \
+    SCALEOT_WORKER_CONCURRENCY=1
+WORKDIR /app
+COPY --from=deps /app/ ./
+COPY --from=build /out/ ./
+COPY models ./models
+RUN mkdir -p /data && chown 1000:1000 /data
+USER 1000:1000
+EXPOSE 9090
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+STOPSIGNAL SIGTERM
+CMD ["node", "apps/worker/dist/main.js"]
