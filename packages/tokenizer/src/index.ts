@@ -1,1 +1,2 @@
-export {};
+export { Tokenizer, type EncodeOptions, type DecodeOptions } from './Tokenizer.js';
+export { TokenizerError } from './TokenizerError.js';

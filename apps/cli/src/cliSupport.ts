@@ -1,0 +1,73 @@
+import { ScaleotError, createLogger, type Logger } from '@scaleot/core';
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+/** Options every command accepts. */
+export interface GlobalOptions {
+  json?: boolean;
+  logLevel?: string;
+  backend?: string;
+}
+
+/** Adds `--json`, `--log-level` and `--backend` to a command. */
+export function withGlobalOptions(cmd: Command): Command {
+  return cmd
+    .option('--json', 'print one JSON object with the result as the last line of stdout')
+    .addOption(new Option('--log-level <level>', 'pino log level on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default(process.env.SCALEOT_LOG_LEVEL ?? 'info'))
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu', 'tensorflow']).default(process.env.SCALEOT_BACKEND ?? 'wasm'));
+}
+
+/** Parses a comma-separated list of non-negative integers ("0,1,10,11"). */
+export function intList(value: string): number[] {
+  const parts = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const out = parts.map(Number);
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 0)) {
+    throw new InvalidArgumentError(`expected comma-separated block indices like "0,1,10,11", got "${value}"`);
+  }
+  return out;
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
+  return n;
+}
+
+export function finiteNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got "${value}"`);
+  return n;
+}
+
+/**
+ * Runs a command body with a logger and the environment its options ask for; prints its result
+ * (JSON as the last stdout line with --json, else the human text) and turns a ScaleotError into a
+ * one-line message and exit code 2 instead of a stack trace.
+ */
+export async function runCommand<T>(
+  name: string,
+  opts: GlobalOptions,
+  body: (log: Logger) => Promise<{ result: T; human: string }>,
+): Promise<void> {
+  process.env.SCALEOT_LOG_LEVEL = opts.logLevel ?? process.env.SCALEOT_LOG_LEVEL ?? 'info';
+  if (opts.backend) process.env.SCALEOT_BACKEND = opts.backend;
+  const log = createLogger(`scaleot.${name}`);
+  try {
+    const { result, human } = await body(log);
+    if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else process.stdout.write(`${human}\n`);
+  } catch (err) {
+    if (err instanceof ScaleotError) {
+      log.error({ code: err.code, where: err.where }, err.message);
+      process.stderr.write(`scaleot ${name}: ${err.message} [${err.code}]\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,60 @@
+import { initBackend } from '@scaleot/backend';
+import { createUniformEmulator, type LayerSelection } from '@scaleot/offsite';
+import { Command, Option } from 'commander';
+import { adapterOptions } from '../adapterFlags.js';
+import { intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
+import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
+import { trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
+
+interface EmulateFlags extends GlobalOptions, TrainFlags {
+  model: string;
+  out: string;
+  method: 'uniform';
+  adapters?: number[];
+  nAdapters?: number;
+  drop?: number[];
+  keepLayers?: number[];
+  keep?: number;
+  distill?: boolean;
+  distillCorpus: string;
+  dataRoot: string;
+  overwrite?: boolean;
+}
+
+export function emulateCommand(): Command {
+  const cmd = new Command('emulate')
+    .summary('cut an emulator (adapter blocks + compressed middle) from a full model')
+    .description('Model owner side. --method uniform is Offsite-Tuning\'s uniform LayerDrop: keep --keep middle blocks at round(i(n-1)/(k-1)), or give --drop/--keep-layers explicitly; --distill trains the kept middle blocks on the owner\'s corpus first (LM loss + 30 x normalised hidden-state MSE; the tuning flags set its budget).')
+    .addOption(new Option('--method <name>', 'emulator family').choices(['uniform']).default('uniform'))
+    .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
+    .requiredOption('--out <dir>', 'where the emulator artifact goes')
+    .option('--adapters <list>', 'adapter (sandwich) blocks, e.g. 0,1,10,11', intList)
+    .option('--n-adapters <n>', 'N_a: number of adapter blocks, split evenly bottom/top (default 4)', positiveInt)
+    .option('--drop <list>', 'middle blocks to drop, e.g. 3,5,7,9', intList)
+    .option('--keep-layers <list>', 'middle blocks to keep', intList)
+    .option('--keep <k>', 'keep k middle blocks at uniform positions (default: half)', nonNegativeInt)
+    .option('--distill', 'distil the kept middle blocks on the owner corpus')
+    .option('--distill-corpus <task>', 'owner corpus for --distill', 'sotu')
+    .option('--data-root <dir>', 'where built-in tasks live', SHIPPED_DATA_DIR)
+    .option('--overwrite', 'replace an existing output directory');
+  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: EmulateFlags) => {
+    await runCommand('emulate', flags, async (log) => {
+      await initBackend(flags.backend);
+      const selection: LayerSelection = { keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop };
+      const r = await createUniformEmulator({
+        modelDir: flags.model,
+        outDir: flags.out,
+        adapter: await adapterOptions(flags.model, flags.adapters, flags.nAdapters),
+        selection: Object.fromEntries(Object.entries(selection).filter(([, v]) => v !== undefined)),
+        distill: flags.distill ? { corpus: flags.distillCorpus, hyper: trainHyper(flags) } : undefined,
+        dataRoot: flags.dataRoot,
+        overwrite: flags.overwrite,
+        logger: log,
+      });
+      return {
+        result: { outDir: r.outDir, manifest: r.manifest, distillSteps: r.distill?.steps ?? 0 },
+        human: `emulator written to ${r.outDir} (${r.manifest.layerMap.length} layer entries)`,
+      };
+    });
+  });
+}

@@ -1,0 +1,80 @@
+import { atomicWriteFile, atomicWriteJson } from '@scaleot/core';
+import { initBackend } from '@scaleot/backend';
+import { fiveNumberReport, renderReportMarkdown, type LayerSelection } from '@scaleot/offsite';
+import { Command, Option } from 'commander';
+import { join, resolve } from 'node:path';
+import { adapterOptions } from '../adapterFlags.js';
+import { intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
+import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
+import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
+
+interface ReportFlags extends GlobalOptions, TrainFlags {
+  method: 'uniform';
+  model: string;
+  task: string;
+  out: string;
+  dataRoot: string;
+  emulator?: string;
+  adapters?: number[];
+  nAdapters?: number;
+  drop?: number[];
+  keepLayers?: number[];
+  keep?: number;
+  fullFineTune: boolean;
+  evalBatch?: number;
+  maxBlocks?: number;
+  maxExamples?: number;
+  overwrite?: boolean;
+}
+
+export function reportCommand(): Command {
+  const cmd = new Command('report')
+    .summary('the five offsite-tuning numbers for one emulator on one task')
+    .description('Runs full zero-shot, emulator zero-shot, emulator fine-tuned, plug-in and full fine-tuning with one tuning budget, writes report.json and report.md to --out, and prints the table (or, with --json, {"full_zero_shot","emulator_zero_shot","emulator_fine_tuned","plug_in","full_fine_tuned",...} as the last line).')
+    .addOption(new Option('--method <name>', 'emulator family').choices(['uniform']).default('uniform'))
+    .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
+    .option('--task <name|path>', 'built-in task (moby, spam) or a task spec file/dir', 'moby')
+    .option('--out <dir>', 'work directory for artifacts and the report', 'runs/report')
+    .option('--data-root <dir>', 'where built-in tasks live', SHIPPED_DATA_DIR)
+    .option('--emulator <dir>', 'report on this existing emulator instead of cutting one')
+    .option('--adapters <list>', 'adapter (sandwich) blocks, e.g. 0,1,10,11', intList)
+    .option('--n-adapters <n>', 'N_a (default 4)', positiveInt)
+    .option('--drop <list>', 'uniform: middle blocks to drop, e.g. 3,5,7,9', intList)
+    .option('--keep-layers <list>', 'uniform: middle blocks to keep', intList)
+    .option('--keep <k>', 'uniform: keep k middle blocks at uniform positions', nonNegativeInt)
+    .option('--no-full-fine-tune', 'skip the full fine-tuning upper bound (reported as null)')
+    .option('--eval-batch <n>', 'sequences per evaluation forward pass (default 8)', positiveInt)
+    .option('--max-blocks <n>', 'LM: evaluate the first N test blocks only (default: the protocol, all)', positiveInt)
+    .option('--max-examples <n>', 'classification: evaluate the first N test rows only (default: all)', positiveInt)
+    .option('--overwrite', 'replace artifacts from an earlier run in --out');
+  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: ReportFlags) => {
+    await runCommand('report', flags, async (log) => {
+      await initBackend(flags.backend);
+      const selection: LayerSelection = Object.fromEntries(
+        Object.entries({ keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop }).filter(([, v]) => v !== undefined),
+      );
+      const workDir = resolve(flags.out);
+      const report = await fiveNumberReport({
+        modelDir: flags.model,
+        task: flags.task,
+        dataRoot: flags.dataRoot,
+        workDir,
+        emulatorDir: flags.emulator,
+        adapter: await adapterOptions(flags.model, flags.adapters, flags.nAdapters),
+        selection,
+        hyper: trainHyper(flags),
+        lora: loraSpec(flags) ?? null,
+        eval: { batchSize: flags.evalBatch, maxBlocks: flags.maxBlocks, maxExamples: flags.maxExamples },
+        fullFineTune: flags.fullFineTune,
+        overwrite: flags.overwrite,
+        logger: log,
+        onPhase: (phase, state, seconds) => log.info({ phase, state, seconds }, `${phase} ${state}`),
+      });
+      const result = { method: flags.method, ...report };
+      const markdown = renderReportMarkdown(report);
+      await atomicWriteJson(join(workDir, 'report.json'), result);
+      await atomicWriteFile(join(workDir, 'report.md'), `${markdown}\n`);
+      return { result, human: markdown };
+    });
+  });
+}

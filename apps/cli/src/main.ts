@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { emulateCommand } from './commands/emulateCommand.js';
+import { evalCommand } from './commands/evalCommand.js';
+import { pluginCommand } from './commands/pluginCommand.js';
+import { reportCommand } from './commands/reportCommand.js';
+import { tuneCommand } from './commands/tuneCommand.js';
+
+const program = new Command('scaleot')
+  .description('ScaleOT offsite-tuning: the model owner keeps the weights, data owners keep their data.')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .addCommand(evalCommand())
+  .addCommand(emulateCommand())
+  .addCommand(tuneCommand())
+  .addCommand(pluginCommand())
+  .addCommand(reportCommand());
+
+await program.parseAsync(process.argv);
