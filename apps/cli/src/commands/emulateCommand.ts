@@ -1,5 +1,4 @@
-import { initBackend } from '@scaleot/backend';
-import { createUniformEmulator, type LayerSelection } from '@scaleot/offsite';
+import type { LayerSelection } from '@scaleot/offsite';
 import { Command, Option } from 'commander';
 import { adapterOptions } from '../adapterFlags.js';
 import { intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
@@ -39,6 +38,8 @@ export function emulateCommand(): Command {
     .option('--overwrite', 'replace an existing output directory');
   return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: EmulateFlags) => {
     await runCommand('emulate', flags, async (log) => {
+      const { initBackend } = await import('@scaleot/backend');
+      const { createUniformEmulator } = await import('@scaleot/offsite');
       await initBackend(flags.backend);
       const selection: LayerSelection = { keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop };
       const r = await createUniformEmulator({

@@ -1,5 +1,3 @@
-import { initBackend } from '@scaleot/backend';
-import { evaluate } from '@scaleot/offsite';
 import { Command } from 'commander';
 import { positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
@@ -30,6 +28,8 @@ export function evalCommand(): Command {
       .option('--max-examples <n>', 'classification: score only the first N test rows (default: all)', positiveInt),
   ).action(async (flags: EvalFlags) => {
     await runCommand('eval', flags, async (log) => {
+      const { initBackend } = await import('@scaleot/backend');
+      const { evaluate } = await import('@scaleot/offsite');
       await initBackend(flags.backend);
       const modelDir = flags.emulator ? undefined : (flags.model ?? SHIPPED_MODEL_DIR);
       const r = await evaluate({

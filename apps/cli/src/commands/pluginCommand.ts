@@ -1,4 +1,3 @@
-import { plugIn } from '@scaleot/offsite';
 import { Command } from 'commander';
 import { runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_MODEL_DIR } from '../paths.js';
@@ -23,6 +22,7 @@ export function pluginCommand(): Command {
       .option('--overwrite', 'replace an existing output directory'),
   ).action(async (flags: PluginFlags) => {
     await runCommand('plugin', flags, async () => {
+      const { plugIn } = await import('@scaleot/offsite');
       const r = await plugIn({ modelDir: flags.model, adapterDir: flags.adapter, outDir: flags.out, allowSourceMismatch: flags.allowSourceMismatch, overwrite: flags.overwrite });
       return { result: r, human: `plugged ${r.replaced.length} adapter tensors into ${r.outDir}` };
     });

@@ -1,6 +1,5 @@
 import { atomicWriteFile, atomicWriteJson } from '@scaleot/core';
-import { initBackend } from '@scaleot/backend';
-import { fiveNumberReport, renderReportMarkdown, type LayerSelection } from '@scaleot/offsite';
+import type { LayerSelection } from '@scaleot/offsite';
 import { Command, Option } from 'commander';
 import { join, resolve } from 'node:path';
 import { adapterOptions } from '../adapterFlags.js';
@@ -49,6 +48,8 @@ export function reportCommand(): Command {
     .option('--overwrite', 'replace artifacts from an earlier run in --out');
   return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: ReportFlags) => {
     await runCommand('report', flags, async (log) => {
+      const { initBackend } = await import('@scaleot/backend');
+      const { fiveNumberReport, renderReportMarkdown } = await import('@scaleot/offsite');
       await initBackend(flags.backend);
       const selection: LayerSelection = Object.fromEntries(
         Object.entries({ keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop }).filter(([, v]) => v !== undefined),

@@ -1,5 +1,3 @@
-import { initBackend } from '@scaleot/backend';
-import { tuneAdapter } from '@scaleot/offsite';
 import { Command } from 'commander';
 import { positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR } from '../paths.js';
@@ -30,6 +28,8 @@ export function tuneCommand(): Command {
     .option('--overwrite', 'replace an existing output directory');
   return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: TuneFlags) => {
     await runCommand('tune', flags, async (log) => {
+      const { initBackend } = await import('@scaleot/backend');
+      const { tuneAdapter } = await import('@scaleot/offsite');
       await initBackend(flags.backend);
       const r = await tuneAdapter({
         emulatorDir: flags.emulator,

@@ -1,0 +1,89 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const cli = join(repo, 'apps/cli/dist/main.js');
+const env = { ...process.env, SCALEOT_LOG_LEVEL: 'warn', SCALEOT_BACKEND: 'wasm' };
+
+async function scaleot(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { env, cwd: repo, maxBuffer: 64 << 20 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const lastJson = (stdout: string): Record<string, unknown> => JSON.parse(stdout.trim().split('\n').at(-1)!);
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'scaleot-cli-'));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('scaleot CLI', () => {
+  it.each(['eval', 'emulate', 'tune', 'plugin', 'report'])('%s --help documents its flags', async (cmd) => {
+    const r = await scaleot([cmd, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: scaleot ${cmd}`);
+    expect(r.stdout).toContain('--json');
+  });
+
+  it('eval --json prints {task, metric, value} last', async () => {
+    const r = await scaleot(['eval', '--task', 'moby', '--max-blocks', '2', '--json']);
+    expect(r.code).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.task).toBe('moby');
+    expect(out.metric).toBe('perplexity');
+    expect(out.value as number).toBeGreaterThan(1);
+    expect(out.count).toBe(2 * 256);
+  });
+
+  it('rejects adapters that are not a sandwich with a clear message, exit 2, nothing written', async () => {
+    const out = join(work, 'bad-emulator');
+    const r = await scaleot(['emulate', '--adapters', '0,5', '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--adapters: adapter blocks must form a sandwich/);
+    await expect(readdir(out)).rejects.toThrow();
+  });
+
+  it('rejects an unknown task path with a typed error', async () => {
+    const r = await scaleot(['eval', '--task', join(work, 'nope.json'), '--max-blocks', '1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('nope.json');
+  });
+
+  it('emulate -> tune -> plugin -> eval, and report --json gives the five numbers', async () => {
+    const emu = join(work, 'emu');
+    const adapter = join(work, 'adapter');
+    const plugged = join(work, 'plugged');
+    const small = ['--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--max-train-rows', '4', '--warmup', '1'];
+    expect((await scaleot(['emulate', '--adapters', '0,1,10,11', '--drop', '3,5,7,9', '--out', emu, '--json'])).code).toBe(0);
+    const tuned = await scaleot(['tune', '--emulator', emu, '--task', 'moby', '--out', adapter, ...small, '--json']);
+    expect(tuned.code).toBe(0);
+    expect(lastJson(tuned.stdout)).toMatchObject({ completed: true, steps: 2 });
+    const plug = await scaleot(['plugin', '--adapter', adapter, '--out', plugged, '--json']);
+    expect(plug.code).toBe(0);
+    expect((lastJson(plug.stdout).replaced as string[]).length).toBe(4 * 12);
+    const ev = await scaleot(['eval', '--model', plugged, '--task', 'moby', '--max-blocks', '1', '--json']);
+    expect(ev.code).toBe(0);
+
+    const rep = await scaleot(['report', '--method', 'uniform', '--task', 'moby', '--adapters', '0,1,10,11', '--drop', '3,5,7,9', '--out', join(work, 'report'), '--max-blocks', '2', '--no-full-fine-tune', ...small, '--json']);
+    expect(rep.code).toBe(0);
+    const report = lastJson(rep.stdout);
+    for (const key of ['full_zero_shot', 'emulator_zero_shot', 'emulator_fine_tuned', 'plug_in']) expect(Number.isFinite(report[key])).toBe(true);
+    expect(report.full_fine_tuned).toBeNull();
+    const saved = JSON.parse(await readFile(join(work, 'report', 'report.json'), 'utf8'));
+    expect(saved.plug_in).toBe(report.plug_in);
+  });
+});
