@@ -1,0 +1,42 @@
+import * as tf from '@tensorflow/tfjs';
+import { ModelError } from './ModelError.js';
+
+export type InitKind = { kind: 'normal'; std: number } | { kind: 'zeros' } | { kind: 'ones' };
+
+/**
+ * Creates float32 variables under canonical names, either from supplied weights (shape checked) or from
+ * a seeded initializer. Variables get engine-generated names, so several models can share one engine.
+ */
+export class ParamFactory {
+  private seedCounter = 0;
+  readonly created = new Set<string>();
+
+  constructor(
+    private readonly weights: Map<string, Float32Array> | undefined,
+    private readonly seed: number,
+    private readonly trainable: boolean,
+    /** Drop each array from `weights` once copied into a variable (loaders pass a private map: bounds peak memory). */
+    private readonly releaseWeights = false,
+  ) {}
+
+  variable(name: string, shape: number[], init: InitKind): tf.Variable {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const seed = this.seed * 100_003 + this.seedCounter++;
+    this.created.add(name);
+    if (this.weights) {
+      const data = this.weights.get(name) ?? this.weights.get(name.replace(/^transformer\./, ''));
+      if (!data) {
+        throw new ModelError('MISSING_TENSOR', `no weights for "${name}" (shape [${shape}]); pass every parameter the config implies or none for a random init`, { where: name });
+      }
+      if (data.length !== size) {
+        throw new ModelError('SHAPE_MISMATCH', `"${name}" has ${data.length} values, the config implies [${shape}] = ${size}`, { where: name });
+      }
+      if (this.releaseWeights) this.weights.delete(this.weights.has(name) ? name : name.replace(/^transformer\./, ''));
+      return tf.tidy(() => tf.variable(tf.tensor(data, shape, 'float32'), this.trainable));
+    }
+    return tf.tidy(() => {
+      const value = init.kind === 'normal' ? tf.randomNormal(shape, 0, init.std, 'float32', seed) : init.kind === 'zeros' ? tf.zeros(shape) : tf.ones(shape);
+      return tf.variable(value, this.trainable);
+    });
+  }
+}

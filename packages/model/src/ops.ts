@@ -1,0 +1,162 @@
+import * as tf from '@tensorflow/tfjs';
+
+// Lean kernels with hand-written gradients: autodiff of the composite forms launches 2–3× more kernels,
+// and on wasm every launch costs JS overhead plus a full pass over memory. gelu_new and the
+// cross-entropy come from @scaleot/backend (written to the same recipe).
+
+type GradResult = { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] };
+// customGrad computes every input's gradient eagerly (even for frozen inputs): keep such ops small and
+// leave the big matmuls to autodiff, whose per-input gradients are pruned to what is being trained.
+
+/** tf.customGrad with the inputs as an array (its typings mix tensors and the save function). */
+function customOp(f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => GradResult): (...inputs: tf.Tensor[]) => tf.Tensor {
+  const wrapped = (...args: (tf.Tensor | tf.GradSaveFunc)[]) => f(args.slice(0, -1) as tf.Tensor[], args[args.length - 1] as tf.GradSaveFunc);
+  return tf.customGrad(wrapped as Parameters<typeof tf.customGrad>[0]) as unknown as (...inputs: tf.Tensor[]) => tf.Tensor;
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+/**
+ * gelu_new = 0.5·x·(1 + tanh(u)), u = √(2/π)(x + 0.044715x³), computed as x·σ(2u) (the same function:
+ * 0.5(1 + tanh(u)) = σ(2u)). On wasm, Sigmoid is an XNNPACK kernel (~15× faster than the scalar Tanh);
+ * the backward reuses the saved σ instead of recomputing it. x³ by multiplication (Pow is slow).
+ */
+export const geluNew: (x: tf.Tensor) => tf.Tensor = customOp(([x], save) => {
+  const s = tf.sigmoid(tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), GELU_A)), 2 * SQRT_2_OVER_PI));
+  save([x, s]);
+  return {
+    value: tf.mul(x, s),
+    gradFunc: (dy, [xs, ss]) => {
+      // d/dx x·σ(2u) = σ + x·σ(1−σ)·2c(1 + 3a·x²)
+      const du = tf.add(tf.mul(tf.mul(xs, xs), 2 * SQRT_2_OVER_PI * 3 * GELU_A), 2 * SQRT_2_OVER_PI);
+      const slope = tf.add(ss, tf.mul(tf.mul(tf.mul(xs, ss), tf.sub(1, ss)), du));
+      return [tf.mul(dy, slope)];
+    },
+  };
+});
+
+/** Column sums of a 2-D tensor as [1, n]·x: the wasm Sum over axis 0 transposes first and is ~3× slower. */
+function columnSum(x: tf.Tensor2D): tf.Tensor1D {
+  const [n, d] = x.shape;
+  // xᵀ·1 measured ~1.5× faster than 1ᵀ·x with the backend's BatchMatMul (M = 1 is a poor fit for XNNPACK).
+  return tf.reshape(tf.matMul(x, tf.ones([n, 1]), true, false), [d]);
+}
+
+/**
+ * y + b for y [n, d], b [d], with the bias gradient as a ones-matmul (see columnSum). The matMul that
+ * produces y stays under autodiff, so frozen weights get no gradient computed.
+ */
+export const addBias: (y: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D = customOp(([y, b]) => ({
+  value: tf.add(y, b),
+  gradFunc: (dy) => [dy, columnSum(dy as tf.Tensor2D)],
+})) as (y: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+
+/** HF Conv1D / nn.Linear with [in, out] weights: x·W + b. */
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
+  return addBias(tf.matMul(x, w), b);
+}
+
+/**
+ * LayerNorm over the last axis of a 2-D input [n, d]. Gradient in closed form:
+ * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·γ.
+ */
+export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor2D {
+  return layerNormOp(x, gamma, beta, tf.scalar(eps)) as tf.Tensor2D;
+}
+
+const layerNormOp = customOp(([x, gamma, beta, eps], save) => {
+  const d = x.shape[x.shape.length - 1];
+  const mean = tf.mean(x, -1, true);
+  const xc = tf.sub(x, mean);
+  const variance = tf.mean(tf.mul(xc, xc), -1, true);
+  const rstd = tf.rsqrt(tf.add(variance, eps));
+  const xhat = tf.mul(xc, rstd);
+  save([xhat, rstd, gamma]);
+  return {
+    value: tf.add(tf.mul(xhat, gamma), beta),
+    gradFunc: (dy, saved) => {
+      const [xh, rs, g] = saved;
+      const gh = tf.mul(dy, g);
+      const meanGh = tf.mean(gh, -1, true);
+      const meanGhX = tf.mean(tf.mul(gh, xh), -1, true);
+      const dx = tf.mul(tf.sub(tf.sub(gh, meanGh), tf.mul(xh, meanGhX)), rs);
+      const dGamma = columnSum(tf.reshape(tf.mul(dy, xh), [-1, d]) as tf.Tensor2D);
+      const dBeta = columnSum(tf.reshape(dy, [-1, d]) as tf.Tensor2D);
+      return [dx, dGamma, dBeta, tf.zerosLike(eps)];
+    },
+  };
+});
+
+/**
+ * Per-token NLL: logits [..., V], int32 targets [...] → [...]. One softmax (an XNNPACK kernel on wasm;
+ * Exp is a slow scalar loop there) serves both passes: NLL = lse − z_t with lse = max(z) − log(max(p)),
+ * exact and free of underflow (max(p) ≥ 1/V); gradient = (p − onehot)·dy. Picks z_t with a flat 1-D
+ * gather (wasm GatherV2 with batchDims is buggy).
+ */
+export function crossEntropyPerToken(logits: tf.Tensor, targets: tf.Tensor): tf.Tensor {
+  return crossEntropyOp(logits, targets);
+}
+
+const crossEntropyOp = customOp(([logits, targets], save) => {
+  const v = logits.shape[logits.shape.length - 1];
+  const flat = tf.reshape(logits, [-1, v]) as tf.Tensor2D;
+  const n = flat.shape[0];
+  const targetsFlat = tf.cast(tf.reshape(targets, [n]), 'int32');
+  const probs = tf.softmax(flat);
+  const lse = tf.sub(tf.max(flat, -1), tf.log(tf.max(probs, -1)));
+  const offsets = tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(v, 'int32')), targetsFlat);
+  const picked = tf.gather(tf.reshape(flat, [n * v]), offsets);
+  save([probs, targetsFlat]);
+  return {
+    value: tf.reshape(tf.sub(lse, picked), targets.shape),
+    gradFunc: (dy, [p, tg]) => {
+      const g = tf.mul(tf.sub(p, tf.oneHot(tg as tf.Tensor1D, v, 1, 0, 'float32')), tf.reshape(dy, [n, 1]));
+      return [tf.reshape(g, logits.shape), tf.zerosLike(targets)];
+    },
+  };
+});
+
+/**
+ * Causal attention core over [B, t, hd] (B = heads × batch; q already scaled by 1/√hd):
+ * softmax(q·kᵀ + mask)·v. The hand-written backward keeps every transposed matmul operand small:
+ * dv = (dctxᵀ·p)ᵀ and dk = (qᵀ·ds)ᵀ instead of pᵀ·dctx and dsᵀ·q, which would transpose the
+ * [B, t, t] probabilities (autodiff's choice, 2× slower on wasm).
+ */
+export function causalAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor3D {
+  return attentionOp(q, k, v) as tf.Tensor3D;
+}
+
+const attentionOp = customOp(([q, k, v], save) => {
+  const t = q.shape[1] as number;
+  const probs = tf.softmax(tf.add(tf.matMul(q as tf.Tensor3D, k as tf.Tensor3D, false, true), causalMask(t)));
+  save([q, k, v, probs]);
+  return {
+    value: tf.matMul(probs as tf.Tensor3D, v as tf.Tensor3D),
+    gradFunc: (dctx, [qs, ks, vs, p]) => {
+      const dy = dctx as tf.Tensor3D;
+      const p3 = p as tf.Tensor3D;
+      const dp = tf.matMul(dy, vs as tf.Tensor3D, false, true);
+      const dv = tf.transpose(tf.matMul(dy, p3, true, false), [0, 2, 1]);
+      const ds = tf.mul(p3, tf.sub(dp, tf.sum(tf.mul(dp, p3), -1, true)));
+      const dq = tf.matMul(ds as tf.Tensor3D, ks as tf.Tensor3D);
+      const dk = tf.transpose(tf.matMul(qs as tf.Tensor3D, ds as tf.Tensor3D, true, false), [0, 2, 1]);
+      return [dq, dk, dv];
+    },
+  };
+});
+
+const causalMasks = new Map<string, tf.Tensor2D>();
+
+/** Additive causal mask [t, t] (0 on and below the diagonal, −1e9 above), cached per backend and length. */
+export function causalMask(t: number): tf.Tensor2D {
+  const key = `${tf.getBackend()}:${t}`;
+  let mask = causalMasks.get(key);
+  if (!mask || mask.isDisposed) {
+    const data = new Float32Array(t * t);
+    for (let i = 0; i < t; i++) for (let j = i + 1; j < t; j++) data[i * t + j] = -1e9;
+    mask = tf.keep(tf.tensor2d(data, [t, t]));
+    causalMasks.set(key, mask);
+  }
+  return mask;
+}
