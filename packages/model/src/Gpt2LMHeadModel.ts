@@ -3,7 +3,7 @@ import { Gpt2Block } from './Gpt2Block.js';
 import { LayerNorm } from './LayerNorm.js';
 import { ModelError } from './ModelError.js';
 import type { GPT2Config } from './modelConfig.js';
-import { crossEntropyPerToken } from './ops.js';
+import { crossEntropyPerToken } from '@scaleot/backend';
 import { ParamFactory } from './ParamFactory.js';
 import { saveModel } from './saveModel.js';
 import type { BlockModule, CausalLM, HiddenOptions, SaveOptions } from './types.js';

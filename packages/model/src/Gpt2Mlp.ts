@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { geluNew, linear } from './ops.js';
+import { geluNew } from '@scaleot/backend';
+import { linear } from './ops.js';
 import type { ParamFactory } from './ParamFactory.js';
 
 /** GPT-2 MLP: c_fc [d, inner] → gelu_new → c_proj [inner, d]. */

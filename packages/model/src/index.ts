@@ -12,7 +12,9 @@ export { Gpt2Mlp } from './Gpt2Mlp.js';
 export { LayerNorm } from './LayerNorm.js';
 export { IdentityBlock } from './IdentityBlock.js';
 export { ParamFactory, type InitKind } from './ParamFactory.js';
-export { geluNew, layerNorm, linear, addBias, crossEntropyPerToken, causalAttention, causalMask } from './ops.js';
+export { layerNorm, linear, addBias, causalAttention, causalMask } from './ops.js';
+// The fused activation and loss live in the backend package (kernel-level recipes); re-exported for model users.
+export { geluNew, crossEntropyPerToken } from '@scaleot/backend';
 export { AdamW, type AdamWOptions, type AdamWState } from './AdamW.js';
 export { clipByGlobalNorm, globalNorm } from './clipByGlobalNorm.js';
 export { warmupCosine, type WarmupCosineOptions } from './warmupCosine.js';
