@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { demoCommand } from './commands/demoCommand.js';
 import { emulateCommand } from './commands/emulateCommand.js';
 import { evalCommand } from './commands/evalCommand.js';
 import { pluginCommand } from './commands/pluginCommand.js';
@@ -14,6 +15,7 @@ const program = new Command('scaleot')
   .addCommand(emulateCommand())
   .addCommand(tuneCommand())
   .addCommand(pluginCommand())
-  .addCommand(reportCommand());
+  .addCommand(reportCommand())
+  .addCommand(demoCommand());
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+// The coordinator process: wiring only (the job graph, stage-1 rounds and API logic live in @scaleot/cluster).
+import { initBackend } from '@scaleot/backend';
+import {
+  clusterConfigFromEnv,
+  Coordinator,
+  QueueJobRunner,
+  redisConnectionOf,
+  runDistributedStage1,
+  TenantAuth,
+  type CoordinatorOptions,
+} from '@scaleot/cluster';
+import { createLogger } from '@scaleot/core';
+import { createMetrics } from '@scaleot/metrics';
+import { JobQueue } from '@scaleot/queue';
+import { ParameterPublisher, ResultCollector } from '@scaleot/transport';
+import { buildServer } from './server.js';
+
+const log = createLogger('coordinator');
+
+/** Optional JSON file (SCALEOT_COORDINATOR_CONFIG) with stage-1, tuning and evaluation settings. */
+interface CoordinatorSettings {
+  stage1?: Record<string, number>;
+  shards?: number;
+  corpus?: string;
+  dataRoot?: string;
+  maxDocuments?: number;
+  tune?: Record<string, number>;
+  eval?: Record<string, number>;
+  fullFineTune?: boolean;
+}
+
+async function main(): Promise<void> {
+  const config = clusterConfigFromEnv();
+  const settings: CoordinatorSettings = process.env.SCALEOT_COORDINATOR_CONFIG ? JSON.parse(readFileSync(process.env.SCALEOT_COORDINATOR_CONFIG, 'utf8')) : {};
+  if (!config.apiTokensFile) throw new Error('SCALEOT_API_TOKENS_FILE is not set: mount the tokens file ({"tenant": "token"}) and point the variable at it');
+  const auth = TenantAuth.fromFile(config.apiTokensFile);
+  const backend = await initBackend(process.env.SCALEOT_BACKEND);
+  log.info({ backend }, `tfjs backend: ${backend}`);
+
+  const connection = redisConnectionOf(config);
+  const queue = new JobQueue({ connection, prefix: config.queuePrefix });
+  const runner = new QueueJobRunner(queue, connection);
+  const curve = config.curvePublicKey && config.curveSecretKey ? { publicKey: config.curvePublicKey, secretKey: config.curveSecretKey } : undefined;
+  const publisher = await ParameterPublisher.open({ bind: `tcp://0.0.0.0:${config.paramsPort}`, curve, logger: log });
+  const collector = await ResultCollector.open({ bind: `tcp://0.0.0.0:${config.resultsPort}`, curve, logger: log });
+  const advertise = process.env.SCALEOT_COORDINATOR_HOST || '127.0.0.1';
+  const port = (address: string) => address.slice(address.lastIndexOf(':') + 1);
+  const metrics = createMetrics({ defaultLabels: { service: 'coordinator' } });
+  metrics.trackQueue(queue.queue);
+  const control = new JobQueue({ name: 'scaleot-control', connection, prefix: config.queuePrefix });
+  metrics.trackQueue(control.queue);
+
+  const stage1: CoordinatorOptions['stage1'] = async (modelDir, outDir, onRound) => {
+    const total = settings.stage1?.steps;
+    await runDistributedStage1({
+      modelDir,
+      outDir,
+      storageDir: config.storageDir,
+      queue,
+      connection,
+      publisher,
+      collector,
+      paramsAddress: `tcp://${advertise}:${port(publisher.address)}`,
+      resultAddress: `tcp://${advertise}:${port(collector.address)}`,
+      shards: settings.shards ?? 2,
+      corpus: settings.corpus,
+      dataRoot: settings.dataRoot,
+      maxDocuments: settings.maxDocuments,
+      ...settings.stage1,
+      logger: log,
+      onStep: (entry, timing) => {
+        metrics.stage1RoundSeconds.observe(timing.seconds);
+        onRound(entry.step, total ?? entry.step);
+      },
+    });
+  };
+  const coordinator = new Coordinator({
+    storageDir: config.storageDir,
+    runner,
+    stage1,
+    defaultTuneHyper: settings.tune,
+    evalHyper: settings.eval,
+    fullFineTune: settings.fullFineTune,
+    logger: log,
+  });
+  const state = { ready: false, draining: false };
+  const server = await buildServer({
+    coordinator,
+    auth,
+    metrics,
+    health: async () => {
+      let redis = true;
+      try {
+        await queue.queue.getJobCounts('waiting');
+      } catch {
+        redis = false;
+      }
+      return { live: true, ready: state.ready && !state.draining && redis, details: { redis, draining: state.draining, params: publisher.address, results: collector.address } };
+    },
+  });
+  await server.listen({ port: config.httpPort, host: process.env.SCALEOT_HTTP_HOST || '0.0.0.0' });
+  await coordinator.start();
+  state.ready = true;
+  const address = server.server.address();
+  log.info({ http: typeof address === 'object' && address ? address.port : address, params: publisher.address, results: collector.address, prefix: config.queuePrefix }, 'coordinator ready');
+
+  let closing = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (closing) return;
+    closing = true;
+    state.draining = true;
+    log.info({ signal }, 'draining: no new requests; unfinished work resumes on the next start');
+    void (async () => {
+      await server.close();
+      await runner.close();
+      await publisher.close();
+      await collector.close();
+      await control.close();
+      await queue.close();
+      process.exit(0);
+    })().catch((error: unknown) => {
+      log.error({ err: error }, 'unclean shutdown');
+      process.exit(1);
+    });
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
+// Only as the process entry point: importing this module (tools probing the package) starts nothing.
+if (isEntryPoint()) {
+  main().catch((error: unknown) => {
+    log.fatal({ err: error }, 'coordinator failed to start');
+    process.exit(1);
+  });
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}

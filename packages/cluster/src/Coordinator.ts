@@ -1,0 +1,410 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { atomicWriteFile, atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
+import { isBuiltinTask } from '@scaleot/data';
+import { readAdapter, writeArtifactDir, type TrainHyperParameters } from '@scaleot/offsite';
+import { STAGE1_MANIFEST } from '@scaleot/scaleot';
+import { ClusterError } from './ClusterError.js';
+import type { JobRunner } from './JobRunner.js';
+import type { EvaluateJobResult } from './pipelineHandlers.js';
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Privacy preset of an emulator: N_a adapter blocks, α replaced fraction, β rank removed (method §3). */
+export interface PrivacyPreset {
+  nAdapter: number;
+  alpha: number;
+  beta: number;
+}
+
+export type RequestStatus =
+  | 'queued'
+  | 'stage1'
+  | 'building-emulator'
+  | 'emulator-ready'
+  | 'tuning'
+  | 'adapter-ready'
+  | 'plugging-in'
+  | 'evaluating'
+  | 'done'
+  | 'failed';
+
+export interface FiveNumbers {
+  task: string;
+  metric: string;
+  higherIsBetter: boolean;
+  full_zero_shot: number;
+  emulator_zero_shot: number;
+  emulator_fine_tuned: number;
+  plug_in: number;
+  full_fine_tuned: number | null;
+}
+
+/** One data owner's tuning request, as stored and as the API returns it. */
+export interface TuningRequest {
+  id: string;
+  tenant: string;
+  baseModel: string;
+  preset: PrivacyPreset;
+  task: string;
+  /** The cluster tunes the adapter on `task` itself (demo); otherwise the owner downloads, tunes and uploads. */
+  managedTuning: boolean;
+  tuneHyper: Partial<TrainHyperParameters>;
+  status: RequestStatus;
+  progress: { phase: RequestStatus; step?: number; totalSteps?: number; loss?: number; detail?: string };
+  error?: string;
+  createdAt: string;
+  updatedAt: string;
+  artifacts: { emulator?: string; adapter?: string; plugged?: string; report?: string };
+  report?: FiveNumbers;
+}
+
+export interface CreateRequestBody {
+  baseModel: string;
+  preset: PrivacyPreset;
+  task: string;
+  managedTuning?: boolean;
+  tuneHyper?: Partial<TrainHyperParameters>;
+}
+
+export interface CoordinatorOptions {
+  storageDir: string;
+  runner: JobRunner;
+  /** Runs stage 1 of `modelDir` into `outDir` (distributed rounds or the single-process trainer). */
+  stage1: (modelDir: string, outDir: string, onRound: (done: number, total: number) => void) => Promise<void>;
+  /** Evaluation limits of every evaluate job (numbers; `maxBlocks`, `maxExamples`, `evalBatchSize`). Default none. */
+  evalHyper?: Record<string, number>;
+  /** Training settings of managed tuning and the full fine-tuning baseline when a request names none. */
+  defaultTuneHyper?: Partial<TrainHyperParameters>;
+  /** Run the full fine-tuning baseline (the report's fifth number). Default true. */
+  fullFineTune?: boolean;
+  logger?: Logger;
+}
+
+/**
+ * The coordinator's job graph per tuning request: stage 1 of the base model (once per model, shared by
+ * every request), emulator build with the request's privacy preset, adapter tuning (managed) or an
+ * uploaded adapter, plug-in, the five evaluations, the report. State lives in shared storage, one
+ * directory per tenant; a restarted coordinator picks unfinished requests up where they were.
+ */
+export class Coordinator {
+  private readonly events = new EventEmitter();
+  private readonly stage1Runs = new Map<string, Promise<string>>();
+  private readonly active = new Map<string, Promise<void>>();
+  private readonly log: Logger;
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.log = options.logger ?? createLogger('coordinator');
+    this.events.setMaxListeners(0);
+  }
+
+  get runnerMode(): JobRunner['mode'] {
+    return this.options.runner.mode;
+  }
+
+  /** Resumes requests a previous coordinator left unfinished. */
+  async start(): Promise<void> {
+    const root = join(this.options.storageDir, 'tenants');
+    if (!existsSync(root)) return;
+    for (const tenant of await readdir(root)) {
+      const dir = join(root, tenant, 'requests');
+      if (!existsSync(dir)) continue;
+      for (const id of await readdir(dir)) {
+        const request = await this.load(tenant, id).catch(() => undefined);
+        if (request && ['queued', 'stage1', 'building-emulator', 'tuning'].includes(request.status)) this.spawn(request, () => this.prepare(request));
+        if (request && ['plugging-in', 'evaluating'].includes(request.status)) this.spawn(request, () => this.finish(request));
+      }
+    }
+  }
+
+  async createRequest(tenant: string, body: CreateRequestBody): Promise<TuningRequest> {
+    const problems: string[] = [];
+    if (typeof body?.baseModel !== 'string' || !ID.test(body.baseModel)) problems.push('baseModel must be a model name (letters, digits, . _ -)');
+    else if (!existsSync(join(this.modelsDir, body.baseModel, 'config.json'))) problems.push(`no base model "${body.baseModel}" in storage`);
+    const p = body?.preset;
+    if (!p || !Number.isInteger(p.nAdapter) || p.nAdapter < 0 || !(p.alpha >= 0 && p.alpha < 1) || !(p.beta >= 0 && p.beta < 1)) problems.push('preset must be {nAdapter: integer ≥ 0, alpha: [0, 1), beta: [0, 1)}');
+    if (typeof body?.task !== 'string' || !isBuiltinTask(body.task)) problems.push('task must be the name of a built-in task (e.g. "moby")');
+    if (problems.length) throw new ClusterError('BAD_REQUEST', problems.join('; '), { where: 'tuning request' });
+    const now = new Date().toISOString();
+    const request: TuningRequest = {
+      id: `req-${randomBytes(8).toString('hex')}`,
+      tenant,
+      baseModel: body.baseModel,
+      preset: { nAdapter: p.nAdapter, alpha: p.alpha, beta: p.beta },
+      task: body.task,
+      managedTuning: body.managedTuning ?? false,
+      tuneHyper: { ...this.options.defaultTuneHyper, ...body.tuneHyper },
+      status: 'queued',
+      progress: { phase: 'queued' },
+      createdAt: now,
+      updatedAt: now,
+      artifacts: {},
+    };
+    await this.save(request);
+    this.spawn(request, () => this.prepare(request));
+    return request;
+  }
+
+  /** The request, if it belongs to `tenant`; otherwise NOT_FOUND (never revealing that it exists). */
+  async getRequest(tenant: string, id: string): Promise<TuningRequest> {
+    if (!ID.test(id)) throw notFound(id);
+    const request = await this.load(tenant, id).catch(() => undefined);
+    if (!request || request.tenant !== tenant) throw notFound(id);
+    return request;
+  }
+
+  async listRequests(tenant: string): Promise<TuningRequest[]> {
+    const dir = join(this.tenantDir(tenant), 'requests');
+    if (!existsSync(dir)) return [];
+    const out: TuningRequest[] = [];
+    for (const id of await readdir(dir)) {
+      const request = await this.load(tenant, id).catch(() => undefined);
+      if (request) out.push(request);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  /** Calls `listener` with every update of the request; returns the unsubscribe function. */
+  subscribe(request: TuningRequest, listener: (request: TuningRequest) => void): () => void {
+    const key = `${request.tenant}/${request.id}`;
+    this.events.on(key, listener);
+    return () => this.events.off(key, listener);
+  }
+
+  /** Files of an artifact of the request: `emulator` (with the untuned adapter blocks) or the tuned `adapter`. */
+  async artifactFiles(tenant: string, id: string, artifact: 'emulator' | 'adapter'): Promise<{ name: string; path: string; size: number }[]> {
+    const request = await this.getRequest(tenant, id);
+    const dir = artifact === 'emulator' ? request.artifacts.emulator : request.artifacts.adapter;
+    if (!dir || !existsSync(dir)) throw new ClusterError('CONFLICT', `the ${artifact} of ${id} is not ready (status ${request.status})`, { where: id });
+    const out: { name: string; path: string; size: number }[] = [];
+    for (const name of (await readdir(dir)).sort()) {
+      const path = join(dir, name);
+      const st = await stat(path);
+      if (st.isFile()) out.push({ name, path, size: st.size });
+    }
+    return out;
+  }
+
+  /** Stores the data owner's tuned adapter (validated before it replaces anything). */
+  async uploadAdapter(tenant: string, id: string, files: { name: string; data: Buffer }[]): Promise<TuningRequest> {
+    const request = await this.getRequest(tenant, id);
+    if (!['emulator-ready', 'adapter-ready', 'done', 'failed'].includes(request.status) || !request.artifacts.emulator) {
+      throw new ClusterError('CONFLICT', `request ${id} is ${request.status}; upload an adapter once its emulator is ready`, { where: id });
+    }
+    for (const f of files) if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(f.name)) throw new ClusterError('BAD_REQUEST', `file name "${f.name}" is not allowed`, { where: 'upload' });
+    const staging = join(this.requestDir(tenant, id), `upload-${randomBytes(4).toString('hex')}`);
+    await writeArtifactDir(staging, files.map((f) => ({ name: f.name, chunks: [f.data] })));
+    try {
+      await readAdapter(staging);
+    } catch (cause) {
+      await writeArtifactDir(staging, [], { overwrite: true }).catch(() => undefined);
+      throw new ClusterError('BAD_REQUEST', `the upload is not a valid adapter artifact: ${cause instanceof Error ? cause.message : String(cause)}`, { where: 'upload', cause });
+    }
+    const adapterDir = join(this.requestDir(tenant, id), 'adapter');
+    await writeArtifactDir(adapterDir, files.map((f) => ({ name: f.name, chunks: [f.data] })), { overwrite: true });
+    await writeArtifactDir(staging, [], { overwrite: true }).catch(() => undefined);
+    request.artifacts.adapter = adapterDir;
+    return this.update(request, { status: 'adapter-ready', progress: { phase: 'adapter-ready', detail: 'uploaded' } });
+  }
+
+  /** Plugs the request's adapter into the full model and evaluates the five numbers (in the background). */
+  async requestPlugin(tenant: string, id: string): Promise<TuningRequest> {
+    const request = await this.getRequest(tenant, id);
+    if (request.status !== 'adapter-ready' && request.status !== 'done' && request.status !== 'failed') {
+      throw new ClusterError('CONFLICT', `request ${id} is ${request.status}; plug-in needs a tuned or uploaded adapter`, { where: id });
+    }
+    if (!request.artifacts.adapter) throw new ClusterError('CONFLICT', `request ${id} has no adapter yet`, { where: id });
+    const updated = await this.update(request, { status: 'plugging-in', progress: { phase: 'plugging-in' }, error: undefined });
+    this.spawn(updated, () => this.finish(updated));
+    return updated;
+  }
+
+  async report(tenant: string, id: string): Promise<{ report: FiveNumbers; markdown: string }> {
+    const request = await this.getRequest(tenant, id);
+    if (!request.report || !request.artifacts.report) throw new ClusterError('CONFLICT', `request ${id} has no report yet (status ${request.status})`, { where: id });
+    return { report: request.report, markdown: await readFile(`${request.artifacts.report}.md`, 'utf8') };
+  }
+
+  /** Resolves once the request reached `status` (or failed: rejects). */
+  waitFor(request: TuningRequest, status: RequestStatus, timeoutMs = 30 * 60_000): Promise<TuningRequest> {
+    return new Promise((resolve, reject) => {
+      const check = (r: TuningRequest) => {
+        if (r.status === status) {
+          done();
+          resolve(r);
+        } else if (r.status === 'failed') {
+          done();
+          reject(new ClusterError('PIPELINE_FAILED', `request ${r.id} failed: ${r.error}`, { where: r.id }));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new ClusterError('TIMEOUT', `request ${request.id} did not reach ${status} within ${timeoutMs} ms`, { where: request.id }));
+      }, timeoutMs);
+      const unsubscribe = this.subscribe(request, check);
+      const done = () => {
+        clearTimeout(timer);
+        unsubscribe();
+      };
+      void this.getRequest(request.tenant, request.id).then(check, () => undefined);
+    });
+  }
+
+  /** Waits for every background step to settle (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.active.size > 0) await Promise.allSettled([...this.active.values()]);
+  }
+
+  get modelsDir(): string {
+    return join(this.options.storageDir, 'models');
+  }
+
+  /** Stage-1 artifacts of a base model (shared by all requests on it), running stage 1 once if needed. */
+  ensureStage1(baseModel: string, onRound: (done: number, total: number) => void = () => undefined): Promise<string> {
+    const outDir = join(this.options.storageDir, 'stage1', baseModel);
+    if (existsSync(join(outDir, STAGE1_MANIFEST))) return Promise.resolve(outDir);
+    let run = this.stage1Runs.get(baseModel);
+    if (!run) {
+      run = this.options.stage1(join(this.modelsDir, baseModel), outDir, onRound).then(() => outDir);
+      run.catch(() => this.stage1Runs.delete(baseModel));
+      this.stage1Runs.set(baseModel, run);
+    }
+    return run;
+  }
+
+  private spawn(request: TuningRequest, step: () => Promise<void>): void {
+    const key = `${request.tenant}/${request.id}`;
+    const run = step()
+      .catch(async (error: unknown) => {
+        const message = error instanceof Error ? error.message : String(error);
+        this.log.error({ request: request.id, tenant: request.tenant, err: error }, 'request failed');
+        const latest = await this.load(request.tenant, request.id).catch(() => request);
+        await this.update(latest, { status: 'failed', error: message, progress: { ...latest.progress, phase: 'failed' } });
+      })
+      .finally(() => this.active.delete(key));
+    this.active.set(key, run);
+  }
+
+  private async prepare(request: TuningRequest): Promise<void> {
+    const { runner } = this.options;
+    let r = await this.update(request, { status: 'stage1', progress: { phase: 'stage1' } });
+    const stage1Dir = await this.ensureStage1(r.baseModel, (done, total) => void this.update(r, { progress: { phase: 'stage1', step: done, totalSteps: total } }).then((u) => (r = u)));
+    r = await this.update(r, { status: 'building-emulator', progress: { phase: 'building-emulator' } });
+    const emulatorDir = join(this.requestDir(r.tenant, r.id), 'emulator');
+    await runner.run('emulator.build', {
+      tenant: r.tenant,
+      emulatorId: `${r.id}-emulator`,
+      model: join(this.modelsDir, r.baseModel),
+      stage1: stage1Dir,
+      adapterBlocks: r.preset.nAdapter,
+      alpha: r.preset.alpha,
+      beta: r.preset.beta,
+      output: emulatorDir,
+    });
+    r.artifacts.emulator = emulatorDir;
+    r = await this.update(r, { status: 'emulator-ready', progress: { phase: 'emulator-ready' } });
+    if (!r.managedTuning) return;
+    r = await this.update(r, { status: 'tuning', progress: { phase: 'tuning' } });
+    const adapterDir = join(this.requestDir(r.tenant, r.id), 'adapter');
+    await runner.run(
+      'tune',
+      { tenant: r.tenant, tuneId: `${r.id}-tune`, emulator: emulatorDir, task: r.task, output: adapterDir, hyper: { ...r.tuneHyper } as Record<string, number> },
+      { onProgress: (value) => void this.progressOnly(r, { phase: 'tuning', ...(value as object) }) },
+    );
+    r.artifacts.adapter = adapterDir;
+    r = await this.update(r, { status: 'adapter-ready', progress: { phase: 'adapter-ready', detail: 'tuned by the cluster' } });
+    await this.finish(r);
+  }
+
+  private async finish(request: TuningRequest): Promise<void> {
+    const { runner } = this.options;
+    const dir = this.requestDir(request.tenant, request.id);
+    const model = join(this.modelsDir, request.baseModel);
+    let r = await this.update(request, { status: 'plugging-in', progress: { phase: 'plugging-in' } });
+    const plugged = join(dir, 'plugged');
+    await runner.run('plugin', { tenant: r.tenant, pluginId: `${r.id}-plugin`, model, adapters: r.artifacts.adapter!, output: plugged });
+    r.artifacts.plugged = plugged;
+    r = await this.update(r, { status: 'evaluating', progress: { phase: 'evaluating' } });
+    const evalHyper = { ...this.options.evalHyper };
+    const evaluation = (name: string, target: string, extra: Record<string, number | string | boolean> = {}) =>
+      runner.run<EvaluateJobResult>('evaluate', { tenant: r.tenant, evaluationId: `${r.id}-${name}`, model: target, task: r.task, output: join(dir, 'eval', `${name}.json`), hyper: { ...evalHyper, ...extra } });
+    const fft = this.options.fullFineTune ?? true;
+    const [fullZero, emuZero, emuTuned, plug, full] = await Promise.all([
+      evaluation('full-zero-shot', model),
+      evaluation('emulator-zero-shot', r.artifacts.emulator!),
+      evaluation('emulator-fine-tuned', r.artifacts.emulator!, { adapter: r.artifacts.adapter! }),
+      evaluation('plug-in', plugged),
+      fft ? evaluation('full-fine-tuned', model, { fullFineTune: true, ...(r.tuneHyper as Record<string, number>) }) : Promise.resolve(null),
+    ]);
+    const report: FiveNumbers = {
+      task: r.task,
+      metric: fullZero.metric,
+      higherIsBetter: fullZero.metric === 'accuracy',
+      full_zero_shot: fullZero.value,
+      emulator_zero_shot: emuZero.value,
+      emulator_fine_tuned: emuTuned.value,
+      plug_in: plug.value,
+      full_fine_tuned: full?.value ?? null,
+    };
+    const reportPath = join(dir, 'report');
+    await atomicWriteJson(`${reportPath}.json`, { request: r.id, preset: r.preset, baseModel: r.baseModel, ...report });
+    await atomicWriteFile(`${reportPath}.md`, renderFiveNumbers(r, report));
+    r.artifacts.report = reportPath;
+    await this.update(r, { status: 'done', report, progress: { phase: 'done' } });
+  }
+
+  private async progressOnly(request: TuningRequest, progress: TuningRequest['progress']): Promise<void> {
+    request.progress = progress;
+    request.updatedAt = new Date().toISOString();
+    this.events.emit(`${request.tenant}/${request.id}`, { ...request });
+  }
+
+  private async update(request: TuningRequest, changes: Partial<TuningRequest>): Promise<TuningRequest> {
+    Object.assign(request, changes, { updatedAt: new Date().toISOString() });
+    if ('error' in changes && changes.error === undefined) delete request.error;
+    await this.save(request);
+    this.events.emit(`${request.tenant}/${request.id}`, { ...request });
+    return request;
+  }
+
+  private tenantDir(tenant: string): string {
+    if (!ID.test(tenant)) throw new ClusterError('FORBIDDEN', `bad tenant id "${tenant}"`, { where: 'tenant' });
+    return join(this.options.storageDir, 'tenants', tenant);
+  }
+
+  private requestDir(tenant: string, id: string): string {
+    return join(this.tenantDir(tenant), 'requests', id);
+  }
+
+  private async save(request: TuningRequest): Promise<void> {
+    await mkdir(this.requestDir(request.tenant, request.id), { recursive: true });
+    await atomicWriteJson(join(this.requestDir(request.tenant, request.id), 'request.json'), request);
+  }
+
+  private async load(tenant: string, id: string): Promise<TuningRequest> {
+    return JSON.parse(await readFile(join(this.requestDir(tenant, id), 'request.json'), 'utf8')) as TuningRequest;
+  }
+}
+
+function notFound(id: string): ClusterError {
+  return new ClusterError('NOT_FOUND', `no tuning request "${id}" for this data owner`, { where: 'request' });
+}
+
+export function renderFiveNumbers(request: Pick<TuningRequest, 'id' | 'baseModel' | 'preset'>, r: FiveNumbers): string {
+  const fmt = (v: number | null) => (v === null ? 'n/a' : v.toFixed(r.metric === 'accuracy' ? 4 : 2));
+  return [
+    `# ${r.task}: ${request.baseModel}, preset N_a=${request.preset.nAdapter} α=${request.preset.alpha} β=${request.preset.beta}`,
+    '',
+    `| number | ${r.metric} (${r.higherIsBetter ? 'higher' : 'lower'} is better) |`,
+    '|---|---|',
+    `| full zero-shot | ${fmt(r.full_zero_shot)} |`,
+    `| emulator zero-shot | ${fmt(r.emulator_zero_shot)} |`,
+    `| emulator fine-tuned | ${fmt(r.emulator_fine_tuned)} |`,
+    `| plug-in | ${fmt(r.plug_in)} |`,
+    `| full fine-tuning | ${fmt(r.full_fine_tuned)} |`,
+    '',
+  ].join('\n');
+}

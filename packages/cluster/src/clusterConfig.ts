@@ -1,0 +1,91 @@
+import { resolve } from 'node:path';
+import { ClusterError } from './ClusterError.js';
+
+/** The environment contract of docs/deployment.md, parsed once per process. */
+export interface ClusterConfig {
+  /** `SCALEOT_REDIS_URL`. Default `redis://127.0.0.1:6379`. */
+  redisUrl: string;
+  /** `SCALEOT_REDIS_PASSWORD`; unset = no AUTH. */
+  redisPassword?: string;
+  /** `SCALEOT_QUEUE_PREFIX`. Default `scaleot`. */
+  queuePrefix: string;
+  /** `SCALEOT_STORAGE_DIR`. Default `/data`. */
+  storageDir: string;
+  /** `SCALEOT_COORDINATOR_HOST` (workers). Default `127.0.0.1`. */
+  coordinatorHost: string;
+  /** `SCALEOT_ZMQ_PARAMS_PORT`. Default 5555. */
+  paramsPort: number;
+  /** `SCALEOT_ZMQ_RESULTS_PORT`. Default 5556. */
+  resultsPort: number;
+  /** `SCALEOT_CURVE_SERVER_PUBLIC_KEY`; unset = plain TCP. */
+  curvePublicKey?: string;
+  /** `SCALEOT_CURVE_SERVER_SECRET_KEY` (coordinator only). */
+  curveSecretKey?: string;
+  /** `SCALEOT_API_TOKENS_FILE` (coordinator). */
+  apiTokensFile?: string;
+  /** `SCALEOT_WORKER_GROUP`. Default `cpu`. */
+  workerGroup: string;
+  /** `SCALEOT_WORKER_CONCURRENCY`. Default 1. */
+  workerConcurrency: number;
+  /** `SCALEOT_JOB_LOCK_MS`: BullMQ job lock (a dead worker's job is re-run within about lock + stalled interval). Default 30000. */
+  jobLockMs: number;
+  /** `SCALEOT_STALLED_INTERVAL_MS`. Default 15000. */
+  stalledIntervalMs: number;
+  /** `SCALEOT_HTTP_PORT` (coordinator, fixed 8080 in images; tests pick another). Default 8080. */
+  httpPort: number;
+  /** `SCALEOT_METRICS_PORT` (workers, fixed 9090 in images). Default 9090. */
+  metricsPort: number;
+}
+
+function intVar(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0, max = 2 ** 31): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ClusterError('BAD_OPTION', `${name} must be an integer in [${min}, ${max}], got "${raw}"`, { where: name });
+  }
+  return value;
+}
+
+export function clusterConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ClusterConfig {
+  const redisUrl = env.SCALEOT_REDIS_URL || 'redis://127.0.0.1:6379';
+  if (/^rediss?:\/\/[^/]*@/.test(redisUrl)) {
+    throw new ClusterError('BAD_OPTION', 'SCALEOT_REDIS_URL must not carry credentials; put the password in SCALEOT_REDIS_PASSWORD', { where: 'SCALEOT_REDIS_URL' });
+  }
+  return {
+    redisUrl,
+    redisPassword: env.SCALEOT_REDIS_PASSWORD || undefined,
+    queuePrefix: env.SCALEOT_QUEUE_PREFIX || 'scaleot',
+    storageDir: resolve(env.SCALEOT_STORAGE_DIR || '/data'),
+    coordinatorHost: env.SCALEOT_COORDINATOR_HOST || '127.0.0.1',
+    paramsPort: intVar(env, 'SCALEOT_ZMQ_PARAMS_PORT', 5555, 0, 65535),
+    resultsPort: intVar(env, 'SCALEOT_ZMQ_RESULTS_PORT', 5556, 0, 65535),
+    curvePublicKey: env.SCALEOT_CURVE_SERVER_PUBLIC_KEY || undefined,
+    curveSecretKey: env.SCALEOT_CURVE_SERVER_SECRET_KEY || undefined,
+    apiTokensFile: env.SCALEOT_API_TOKENS_FILE || undefined,
+    workerGroup: env.SCALEOT_WORKER_GROUP || 'cpu',
+    workerConcurrency: intVar(env, 'SCALEOT_WORKER_CONCURRENCY', 1, 1, 64),
+    jobLockMs: intVar(env, 'SCALEOT_JOB_LOCK_MS', 30_000, 1000),
+    stalledIntervalMs: intVar(env, 'SCALEOT_STALLED_INTERVAL_MS', 15_000, 500),
+    httpPort: intVar(env, 'SCALEOT_HTTP_PORT', 8080, 0, 65535),
+    metricsPort: intVar(env, 'SCALEOT_METRICS_PORT', 9090, 0, 65535),
+  };
+}
+
+/** ioredis options from the URL and the separate password (the URL never carries credentials). */
+export function redisConnectionOf(config: Pick<ClusterConfig, 'redisUrl' | 'redisPassword'>): { host: string; port: number; db?: number; password?: string; tls?: object } {
+  const url = new URL(config.redisUrl);
+  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
+  return {
+    host: url.hostname || '127.0.0.1',
+    port: url.port ? Number(url.port) : 6379,
+    ...(db !== undefined && Number.isInteger(db) ? { db } : {}),
+    ...(config.redisPassword ? { password: config.redisPassword } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/** A reference from a job payload: absolute paths as they are, others under the storage dir. */
+export function resolveArtifact(storageDir: string, ref: string): string {
+  return ref.startsWith('/') ? ref : resolve(storageDir, ref);
+}

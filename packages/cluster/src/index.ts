@@ -1,0 +1,38 @@
+export { ClusterError } from './ClusterError.js';
+export { clusterConfigFromEnv, redisConnectionOf, resolveArtifact, type ClusterConfig } from './clusterConfig.js';
+export { writeTokenStream, readTokenStream, randomWindowStarts, windowBatch } from './tokenStreams.js';
+export { ModelCache } from './ModelCache.js';
+export {
+  paramsVersion,
+  decodeVersion,
+  shardResultKey,
+  type Stage1ParamsMeta,
+  type ShardJobResult,
+  type RolloutJobResult,
+  type ShardResultMeta,
+} from './stage1Protocol.js';
+export { Stage1WorkerRuntime, type Stage1WorkerRuntimeOptions } from './Stage1WorkerRuntime.js';
+export { runDistributedStage1, sliceRows, type DistributedStage1Options, type DistributedStage1Result, type RoundTiming } from './runDistributedStage1.js';
+export { ClusterWorker, type ClusterWorkerOptions } from './ClusterWorker.js';
+export { pipelineHandlers, type PipelineHandlerOptions } from './pipelineHandlers.js';
+export { TenantAuth } from './TenantAuth.js';
+export { packTar, unpackTar } from './tarball.js';
+export type { JobRunner, RunJobOptions } from './JobRunner.js';
+export { QueueJobRunner } from './QueueJobRunner.js';
+export { LocalJobRunner } from './LocalJobRunner.js';
+export { trainHyperOf, type EvaluateJobResult } from './pipelineHandlers.js';
+export {
+  Coordinator,
+  renderFiveNumbers,
+  type CoordinatorOptions,
+  type TuningRequest,
+  type CreateRequestBody,
+  type PrivacyPreset,
+  type RequestStatus,
+  type FiveNumbers,
+} from './Coordinator.js';
+export { runPipeline, DEMO_STAGE1, DEMO_TUNE, DEMO_EVAL, DEMO_PRESETS, type PipelineOptions, type PipelineResult } from './runPipeline.js';
+export { freePort, appEntry, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
+export { redisReachable } from './redisReachable.js';
+export { barChart, lineChart } from './plots.js';
+export { measureRoundOverhead, type RoundOverheadOptions, type RoundOverheadResult } from './measureRoundOverhead.js';

@@ -1,0 +1,71 @@
+export { ScaleotMethodError, Stage1MismatchError } from './ScaleotMethodError.js';
+export { svd, lowRankFactors, lowRankApproximation, reconstruct, multiplyFactors, symmetricEigen, gemmNT, type SvdResult, type SvdOptions } from './svd.js';
+export { Harmonizer, HARMONIZER_KIND, harmonizerPrefix, type HarmonizerOptions } from './Harmonizer.js';
+export { middleGroups, rawPerGroup, sigmoid, sampleGroupedMask, reinforceUpdate, type MaskSamplingOptions, type ReinforceOptions, type ReinforceResult } from './importance.js';
+export {
+  maskedBlocks,
+  maskedForward,
+  harmonizerGradientStep,
+  applyHarmonizerUpdate,
+  HarmonizerOptimizer,
+  rolloutLoss,
+  activeVariables,
+  type MaskedForwardResult,
+  type GradientStepOptions,
+  type GradientStepResult,
+} from './harmonizerStep.js';
+export {
+  runStage1,
+  resolveStage1Hyper,
+  stage1Layout,
+  corpusStreams,
+  DEFAULT_STAGE1,
+  type Stage1HyperParameters,
+  type Stage1Options,
+  type Stage1Result,
+  type Stage1StepLog,
+} from './stage1.js';
+export {
+  readStage1,
+  checkStage1Source,
+  importanceTable,
+  STAGE1_FORMAT,
+  STAGE1_VERSION,
+  STAGE1_MANIFEST,
+  STAGE1_SCORES,
+  STAGE1_HARMONIZERS,
+  STAGE1_LOG,
+  type Stage1Layout,
+  type Stage1Manifest,
+  type Stage1Artifacts,
+  type BlockImportance,
+} from './stage1Artifacts.js';
+export { encodeF32Safetensors, readAllFloat32, type F32Tensor } from './safetensorsBytes.js';
+export { registerScaleotBlockKinds, SRC_FACTORS_KIND, srcFactorNames } from './blockKinds.js';
+export {
+  buildScaleotEmulator,
+  planEmulator,
+  checkFraction,
+  srcRank,
+  compressRawMiddle,
+  DEFAULT_SRC_TARGETS,
+  type EmulatorMode,
+  type ScaleotEmulatorOptions,
+  type ScaleotEmulatorResult,
+  type EmulatorPlan,
+} from './emulator.js';
+
+import { registerScaleotBlockKinds } from './blockKinds.js';
+
+// Importing the package is enough for offsite's loadEmulator to rebuild ScaleOT emulators.
+registerScaleotBlockKinds();
+export {
+  runScaleotExperiment,
+  targetChecks,
+  experimentMarkdown,
+  type ScaleotExperimentOptions,
+  type ScaleotExperimentResult,
+  type ExperimentRow,
+  type TargetCheck,
+} from './experiment.js';
+export { runFrontier, layerImportance, type FrontierOptions, type FrontierPoint, type FrontierResult, type LayerImportanceData } from './frontier.js';
