@@ -49,7 +49,7 @@ export function finiteNumber(value: string): number {
  * (JSON as the last stdout line with --json, else the human text) and turns a ScaleotError into a
  * one-line message and exit code 2 instead of a stack trace.
  */
-export async function runCommand<T>(
+export async function runCommand<T = unknown>(
   name: string,
   opts: GlobalOptions,
   body: (log: Logger) => Promise<{ result: T; human: string }>,

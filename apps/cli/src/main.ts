@@ -2,6 +2,8 @@
 import { Command } from 'commander';
 import { demoCommand } from './commands/demoCommand.js';
 import { emulateCommand } from './commands/emulateCommand.js';
+import { frontierCommand } from './commands/frontierCommand.js';
+import { stage1Command } from './commands/stage1Command.js';
 import { evalCommand } from './commands/evalCommand.js';
 import { pluginCommand } from './commands/pluginCommand.js';
 import { reportCommand } from './commands/reportCommand.js';
@@ -16,6 +18,8 @@ const program = new Command('scaleot')
   .addCommand(tuneCommand())
   .addCommand(pluginCommand())
   .addCommand(reportCommand())
+  .addCommand(stage1Command())
+  .addCommand(frontierCommand())
   .addCommand(demoCommand());
 
 await program.parseAsync(process.argv);

@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 describe('scaleot CLI', () => {
-  it.each(['eval', 'emulate', 'tune', 'plugin', 'report'])('%s --help documents its flags', async (cmd) => {
+  it.each(['eval', 'emulate', 'tune', 'plugin', 'report', 'stage1', 'frontier', 'demo'])('%s --help documents its flags', async (cmd) => {
     const r = await scaleot([cmd, '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: scaleot ${cmd}`);
@@ -86,4 +86,34 @@ describe('scaleot CLI', () => {
     const saved = JSON.parse(await readFile(join(work, 'report', 'report.json'), 'utf8'));
     expect(saved.plug_in).toBe(report.plug_in);
   });
+
+  it('stage1 -> emulate --method scaleot -> report --method scaleot --json', async () => {
+    const stage1 = join(work, 'stage1');
+    const s1 = await scaleot(['stage1', '--out', stage1, '--steps', '3', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--rl-batch', '2', '--warmup', '1', '--max-documents', '4', '--json']);
+    expect(s1.code).toBe(0);
+    const scores = lastJson(s1.stdout).scores as number[];
+    expect(scores).toHaveLength(12);
+    expect(await readdir(stage1)).toEqual(expect.arrayContaining(['manifest.json', 'scores.json', 'harmonizers.safetensors', 'stage1-log.jsonl', 'importance.svg', 'trajectories.svg']));
+
+    const emu = await scaleot(['emulate', '--method', 'scaleot', '--stage1', stage1, '--alpha', '0.5', '--beta', '0.5', '--adapters', '0,1,10,11', '--out', join(work, 'scaleot-emu'), '--json']);
+    expect(emu.code).toBe(0);
+    const plan = lastJson(emu.stdout).plan as { replaced: number[]; raw: number[] };
+    expect(plan.replaced).toHaveLength(4); // round(0.5·4) in each of the two groups of 4 middle blocks
+    expect(plan.raw).toHaveLength(4);
+
+    const small = ['--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--max-train-rows', '4', '--warmup', '1'];
+    const rep = await scaleot(['report', '--method', 'scaleot', '--stage1', stage1, '--alpha', '0.5', '--beta', '0', '--task', 'moby', '--out', join(work, 'scaleot-report'), '--max-blocks', '2', '--no-full-fine-tune', ...small, '--json']);
+    expect(rep.code).toBe(0);
+    const report = lastJson(rep.stdout);
+    expect(report).toMatchObject({ method: 'scaleot', alpha: 0.5, beta: 0 });
+    for (const key of ['full_zero_shot', 'emulator_zero_shot', 'emulator_fine_tuned', 'plug_in']) expect(Number.isFinite(report[key])).toBe(true);
+  });
+
+  it('rejects β outside [0, 1) before doing any work', async () => {
+    const r = await scaleot(['emulate', '--method', 'scaleot', '--beta', '1', '--out', join(work, 'never')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('expected a number in [0, 1)');
+    await expect(readdir(join(work, 'never'))).rejects.toThrow();
+  });
 });
+

@@ -34,5 +34,4 @@ export {
 export { runPipeline, DEMO_STAGE1, DEMO_TUNE, DEMO_EVAL, DEMO_PRESETS, type PipelineOptions, type PipelineResult } from './runPipeline.js';
 export { freePort, appEntry, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
 export { redisReachable } from './redisReachable.js';
-export { barChart, lineChart } from './plots.js';
 export { measureRoundOverhead, type RoundOverheadOptions, type RoundOverheadResult } from './measureRoundOverhead.js';

@@ -12,7 +12,7 @@ import { Coordinator, renderFiveNumbers, type FiveNumbers, type PrivacyPreset, t
 import { freePort, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
 import { LocalJobRunner } from './LocalJobRunner.js';
 import { pipelineHandlers } from './pipelineHandlers.js';
-import { barChart, lineChart } from './plots.js';
+import { barChart, layerImportanceChart, lineChart } from '@scaleot/plots';
 import { redisReachable } from './redisReachable.js';
 
 export interface PipelineOptions {
@@ -141,10 +141,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     await writeFile(path, svg);
     plots.push(path);
   };
-  await plot(
-    'layer-importance.svg',
-    barChart('Stage 1: importance score per block (adapter blocks: n/a)', stage1.importance.map((b) => ({ label: String(b.index), value: b.score, color: b.role === 'adapter' ? '#bbb' : '#4e79a7' })), 'score s_i'),
-  );
+  await plot('layer-importance.svg', layerImportanceChart(stage1.importance));
   await plot('stage1-loss.svg', lineChart('Stage 1: LM loss under sampled masks', [{ name: 'loss (nats/token)', values: stage1Log.map((e) => e.loss) }], 'round', 'loss'));
   for (const r of reports) {
     const p = r.preset;

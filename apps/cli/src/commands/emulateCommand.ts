@@ -3,12 +3,13 @@ import { Command, Option } from 'commander';
 import { adapterOptions } from '../adapterFlags.js';
 import { intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
+import { buildScaleotFromFlags, withScaleotFlags, type ScaleotFlags } from '../scaleotFlags.js';
 import { trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
 
-interface EmulateFlags extends GlobalOptions, TrainFlags {
+interface EmulateFlags extends GlobalOptions, TrainFlags, ScaleotFlags {
   model: string;
   out: string;
-  method: 'uniform';
+  method: 'uniform' | 'scaleot';
   adapters?: number[];
   nAdapters?: number;
   drop?: number[];
@@ -23,8 +24,8 @@ interface EmulateFlags extends GlobalOptions, TrainFlags {
 export function emulateCommand(): Command {
   const cmd = new Command('emulate')
     .summary('cut an emulator (adapter blocks + compressed middle) from a full model')
-    .description('Model owner side. --method uniform is Offsite-Tuning\'s uniform LayerDrop: keep --keep middle blocks at round(i(n-1)/(k-1)), or give --drop/--keep-layers explicitly; --distill trains the kept middle blocks on the owner\'s corpus first (LM loss + 30 x normalised hidden-state MSE; the tuning flags set its budget).')
-    .addOption(new Option('--method <name>', 'emulator family').choices(['uniform']).default('uniform'))
+    .description('Model owner side. --method scaleot builds the (N_a, α, β) emulator from stage-1 artifacts: the lowest-scored round(4α) blocks of each group of 4 middle blocks are replaced by their harmonizers, and SRC keeps round((1-β)·min(d_in,d_out)) singular values of the attention projections of the raw middle blocks. --method uniform is Offsite-Tuning\'s uniform LayerDrop: keep --keep middle blocks at round(i(n-1)/(k-1)), or give --drop/--keep-layers explicitly; --distill trains the kept middle blocks on the owner\'s corpus first (LM loss + 30 x normalised hidden-state MSE; the tuning flags set its budget).')
+    .addOption(new Option('--method <name>', 'emulator family').choices(['uniform', 'scaleot']).default('uniform'))
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
     .requiredOption('--out <dir>', 'where the emulator artifact goes')
     .option('--adapters <list>', 'adapter (sandwich) blocks, e.g. 0,1,10,11', intList)
@@ -36,16 +37,24 @@ export function emulateCommand(): Command {
     .option('--distill-corpus <task>', 'owner corpus for --distill', 'sotu')
     .option('--data-root <dir>', 'where built-in tasks live', SHIPPED_DATA_DIR)
     .option('--overwrite', 'replace an existing output directory');
-  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: EmulateFlags) => {
-    await runCommand('emulate', flags, async (log) => {
+  return withGlobalOptions(withScaleotFlags(withTrainFlags(cmd))).action(async (flags: EmulateFlags) => {
+    await runCommand<unknown>('emulate', flags, async (log) => {
       const { initBackend } = await import('@scaleot/backend');
       const { createUniformEmulator } = await import('@scaleot/offsite');
       await initBackend(flags.backend);
+      const layout = await adapterOptions(flags.model, flags.adapters, flags.nAdapters);
+      if (flags.method === 'scaleot') {
+        const r = await buildScaleotFromFlags(flags.model, flags.out, flags, layout, flags.overwrite);
+        return {
+          result: { outDir: r.outDir, manifest: r.manifest, plan: r.plan },
+          human: `ScaleOT emulator (α=${flags.alpha}, β=${flags.beta}) written to ${r.outDir}: raw ${r.plan.raw.join(',') || '-'}, replaced ${r.plan.replaced.join(',') || '-'}, dropped ${r.plan.dropped.join(',') || '-'}`,
+        };
+      }
       const selection: LayerSelection = { keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop };
       const r = await createUniformEmulator({
         modelDir: flags.model,
         outDir: flags.out,
-        adapter: await adapterOptions(flags.model, flags.adapters, flags.nAdapters),
+        adapter: layout,
         selection: Object.fromEntries(Object.entries(selection).filter(([, v]) => v !== undefined)),
         distill: flags.distill ? { corpus: flags.distillCorpus, hyper: trainHyper(flags) } : undefined,
         dataRoot: flags.dataRoot,

@@ -5,10 +5,11 @@ import { join, resolve } from 'node:path';
 import { adapterOptions } from '../adapterFlags.js';
 import { intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
+import { buildScaleotFromFlags, withScaleotFlags, type ScaleotFlags } from '../scaleotFlags.js';
 import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
 
-interface ReportFlags extends GlobalOptions, TrainFlags {
-  method: 'uniform';
+interface ReportFlags extends GlobalOptions, TrainFlags, ScaleotFlags {
+  method: 'uniform' | 'scaleot';
   model: string;
   task: string;
   out: string;
@@ -30,7 +31,7 @@ export function reportCommand(): Command {
   const cmd = new Command('report')
     .summary('the five offsite-tuning numbers for one emulator on one task')
     .description('Runs full zero-shot, emulator zero-shot, emulator fine-tuned, plug-in and full fine-tuning with one tuning budget, writes report.json and report.md to --out, and prints the table (or, with --json, {"full_zero_shot","emulator_zero_shot","emulator_fine_tuned","plug_in","full_fine_tuned",...} as the last line).')
-    .addOption(new Option('--method <name>', 'emulator family').choices(['uniform']).default('uniform'))
+    .addOption(new Option('--method <name>', 'emulator family').choices(['uniform', 'scaleot']).default('uniform'))
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
     .option('--task <name|path>', 'built-in task (moby, spam) or a task spec file/dir', 'moby')
     .option('--out <dir>', 'work directory for artifacts and the report', 'runs/report')
@@ -46,7 +47,7 @@ export function reportCommand(): Command {
     .option('--max-blocks <n>', 'LM: evaluate the first N test blocks only (default: the protocol, all)', positiveInt)
     .option('--max-examples <n>', 'classification: evaluate the first N test rows only (default: all)', positiveInt)
     .option('--overwrite', 'replace artifacts from an earlier run in --out');
-  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: ReportFlags) => {
+  return withGlobalOptions(withScaleotFlags(withTrainFlags(cmd))).action(async (flags: ReportFlags) => {
     await runCommand('report', flags, async (log) => {
       const { initBackend } = await import('@scaleot/backend');
       const { fiveNumberReport, renderReportMarkdown } = await import('@scaleot/offsite');
@@ -55,13 +56,19 @@ export function reportCommand(): Command {
         Object.entries({ keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop }).filter(([, v]) => v !== undefined),
       );
       const workDir = resolve(flags.out);
+      const layout = await adapterOptions(flags.model, flags.adapters, flags.nAdapters);
+      let emulatorDir = flags.emulator;
+      if (flags.method === 'scaleot' && !emulatorDir) {
+        emulatorDir = join(workDir, 'emulator');
+        await buildScaleotFromFlags(flags.model, emulatorDir, flags, layout, true);
+      }
       const report = await fiveNumberReport({
         modelDir: flags.model,
         task: flags.task,
         dataRoot: flags.dataRoot,
         workDir,
-        emulatorDir: flags.emulator,
-        adapter: await adapterOptions(flags.model, flags.adapters, flags.nAdapters),
+        emulatorDir,
+        adapter: layout,
         selection,
         hyper: trainHyper(flags),
         lora: loraSpec(flags) ?? null,
@@ -71,7 +78,7 @@ export function reportCommand(): Command {
         logger: log,
         onPhase: (phase, state, seconds) => log.info({ phase, state, seconds }, `${phase} ${state}`),
       });
-      const result = { method: flags.method, ...report };
+      const result = { method: flags.method, ...(flags.method === 'scaleot' ? { alpha: flags.alpha, beta: flags.beta, mode: flags.mode, stage1: flags.stage1 } : {}), ...report };
       const markdown = renderReportMarkdown(report);
       await atomicWriteJson(join(workDir, 'report.json'), result);
       await atomicWriteFile(join(workDir, 'report.md'), `${markdown}\n`);

@@ -4,7 +4,7 @@ const W = 640;
 const H = 320;
 const PAD = { left: 60, right: 20, top: 36, bottom: 60 };
 
-function esc(s: string): string {
+export function esc(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }
 
@@ -73,4 +73,81 @@ export function lineChart(title: string, series: { name: string; values: number[
     })
     .join('\n');
   return frame(title, `${ticks(lo, hi, y)}\n${body}\n<text x="${W / 2}" y="${H - 16}" text-anchor="middle">${esc(xLabel)}</text>`, yLabel);
+}
+
+export interface ScatterPoint {
+  label: string;
+  x: number;
+  y: number;
+  /** Baselines are drawn as hollow squares, the method's points as filled circles. */
+  baseline?: boolean;
+  color?: string;
+}
+
+/** A labelled scatter plot with a dashed y = x diagonal (points above it: y worse than x when lower is better). */
+export function scatterChart(title: string, points: ScatterPoint[], xLabel: string, yLabel: string): string {
+  const xs = points.map((p) => p.x).filter(Number.isFinite);
+  const ys = points.map((p) => p.y).filter(Number.isFinite);
+  const lo = Math.min(...xs, ...ys);
+  const hi = Math.max(...xs, ...ys);
+  const pad = (hi - lo || 1) * 0.08;
+  const a = lo - pad;
+  const b = hi + pad;
+  const sx = (v: number) => PAD.left + ((v - a) / (b - a)) * (W - PAD.left - PAD.right);
+  const { y } = { y: (v: number) => H - PAD.bottom - ((v - a) / (b - a)) * (H - PAD.top - PAD.bottom) };
+  const grid = ticks(a, b, y);
+  const xticks = [0, 1, 2, 3, 4].map((k) => {
+    const v = a + ((b - a) * k) / 4;
+    return `<text x="${sx(v)}" y="${H - PAD.bottom + 14}" text-anchor="middle">${Number(v.toPrecision(3))}</text>`;
+  }).join('\n');
+  const diagonal = `<line x1="${sx(a)}" y1="${y(a)}" x2="${sx(b)}" y2="${y(b)}" stroke="#999" stroke-dasharray="4 4"/>`;
+  const body = points
+    .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+    .map((p) => {
+      const color = p.color ?? (p.baseline ? '#e15759' : '#4e79a7');
+      const mark = p.baseline
+        ? `<rect x="${sx(p.x) - 5}" y="${y(p.y) - 5}" width="10" height="10" fill="none" stroke="${color}" stroke-width="2"/>`
+        : `<circle cx="${sx(p.x)}" cy="${y(p.y)}" r="5" fill="${color}"/>`;
+      return `${mark}<text x="${sx(p.x) + 8}" y="${y(p.y) - 6}" fill="${color}">${esc(p.label)}</text>`;
+    })
+    .join('\n');
+  return frame(title, `${grid}\n${xticks}\n${diagonal}\n${body}\n<text x="${W / 2}" y="${H - 16}" text-anchor="middle">${esc(xLabel)}</text>`, yLabel);
+}
+
+/** A self-contained HTML page: a title, then sections of prose, Markdown-ish tables (pre) and inline SVGs. */
+export function htmlReport(title: string, sections: { heading: string; text?: string; svg?: string; table?: string }[]): string {
+  const parts = sections.map((s) => [
+    `<h2>${esc(s.heading)}</h2>`,
+    s.text ? `<p>${esc(s.text)}</p>` : '',
+    s.svg ?? '',
+    s.table ? `<pre>${esc(s.table)}</pre>` : '',
+  ].join('\n'));
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
+<style>body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow:auto}</style>
+</head><body>
+<h1>${esc(title)}</h1>
+${parts.join('\n')}
+</body></html>
+`;
+}
+
+/** The learned layer importance: one bar per block (adapter blocks grey: never scored). */
+export function layerImportanceChart(blocks: { index: number; role: 'adapter' | 'middle'; score: number | null }[]): string {
+  return barChart(
+    'Stage 1: importance score per block (adapter blocks: n/a)',
+    blocks.map((b) => ({ label: String(b.index), value: b.score, color: b.role === 'adapter' ? '#bbb' : '#4e79a7' })),
+    'score s_i',
+  );
+}
+
+/** Score trajectories of the middle blocks over stage-1 steps. */
+export function scoreTrajectoryChart(trajectories: { step: number; scores: Record<string, number> }[]): string {
+  const names = Object.keys(trajectories[0]?.scores ?? {});
+  return lineChart(
+    'Stage 1: importance score trajectories',
+    names.map((n) => ({ name: `block ${n}`, values: trajectories.map((t) => t.scores[n] ?? 0) })),
+    'step',
+    'score s_i',
+  );
 }

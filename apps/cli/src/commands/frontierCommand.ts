@@ -1,0 +1,85 @@
+import { atomicWriteFile, atomicWriteJson } from '@scaleot/core';
+import { Command } from 'commander';
+import { join, resolve } from 'node:path';
+import { runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
+import { fractionList } from '../scaleotFlags.js';
+import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
+import { trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
+import { positiveInt } from '../cliSupport.js';
+
+interface FrontierFlags extends GlobalOptions, TrainFlags {
+  model: string;
+  stage1: string;
+  task: string;
+  out: string;
+  dataRoot: string;
+  alphas: number[];
+  betas: number[];
+  baselines: boolean;
+  maxBlocks?: number;
+  maxExamples?: number;
+}
+
+export function frontierCommand(): Command {
+  const cmd = new Command('frontier')
+    .summary('the privacy-utility frontier: five numbers for a grid of (α, β) emulators')
+    .description('Builds one ScaleOT emulator per (α, β) from one stage-1 run, tunes adapters on each, and reports emulator fine-tuned vs plug-in quality (one point per emulator, uniform LayerDrop and the adapter ceiling marked). Writes frontier.json, frontier.svg, importance.svg and frontier.html to --out.')
+    .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
+    .requiredOption('--stage1 <dir>', 'stage-1 artifacts of that model')
+    .option('--task <name|path>', 'built-in task (moby, spam) or a task spec file/dir', 'moby')
+    .option('--out <dir>', 'work directory', 'runs/frontier')
+    .option('--data-root <dir>', 'where built-in tasks live', SHIPPED_DATA_DIR)
+    .option('--alphas <list>', 'α values in [0, 1)', fractionList, [0.25, 0.5, 0.75])
+    .option('--betas <list>', 'β values in [0, 1)', fractionList, [0, 0.5])
+    .option('--no-baselines', 'skip uniform LayerDrop and the adapter ceiling')
+    .option('--max-blocks <n>', 'LM: evaluate the first N test blocks only', positiveInt)
+    .option('--max-examples <n>', 'classification: evaluate the first N test rows only', positiveInt);
+  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: FrontierFlags) => {
+    await runCommand('frontier', flags, async (log) => {
+      const { initBackend } = await import('@scaleot/backend');
+      const { runFrontier, layerImportance } = await import('@scaleot/scaleot');
+      const { scatterChart, layerImportanceChart, htmlReport } = await import('@scaleot/plots');
+      await initBackend(flags.backend);
+      const workDir = resolve(flags.out);
+      const result = await runFrontier({
+        modelDir: flags.model,
+        stage1Dir: flags.stage1,
+        workDir,
+        task: flags.task,
+        dataRoot: flags.dataRoot,
+        alphas: flags.alphas,
+        betas: flags.betas,
+        baselines: flags.baselines,
+        hyper: trainHyper(flags),
+        eval: { maxBlocks: flags.maxBlocks, maxExamples: flags.maxExamples },
+        logger: log,
+        onPoint: (p) => log.info({ point: p.label, emulator_fine_tuned: p.emulator_fine_tuned, plug_in: p.plug_in }, `frontier point ${p.label}`),
+      });
+      const metric = result.points[0]?.metric ?? 'metric';
+      const frontier = scatterChart(
+        `Privacy-utility frontier (${flags.task}, ${metric})`,
+        result.points.map((p) => ({ label: p.label, x: p.emulator_fine_tuned, y: p.plug_in, baseline: p.kind !== 'scaleot' })),
+        `emulator fine-tuned ${metric} (what the data owner gets alone)`,
+        `plug-in ${metric}`,
+      );
+      const importance = layerImportanceChart((await layerImportance(flags.stage1)).blocks);
+      const table = [
+        `| emulator | blocks | full zero-shot | emulator zero-shot | emulator fine-tuned | plug-in |`,
+        `|---|---:|---:|---:|---:|---:|`,
+        ...result.points.map((p) => `| ${p.label} | ${p.blocks} | ${p.full_zero_shot.toFixed(3)} | ${p.emulator_zero_shot.toFixed(3)} | ${p.emulator_fine_tuned.toFixed(3)} | ${p.plug_in.toFixed(3)} |`),
+      ].join('\n');
+      await atomicWriteJson(join(workDir, 'frontier.json'), result);
+      await atomicWriteFile(join(workDir, 'frontier.svg'), frontier);
+      await atomicWriteFile(join(workDir, 'importance.svg'), importance);
+      await atomicWriteFile(
+        join(workDir, 'frontier.html'),
+        htmlReport(`ScaleOT privacy-utility frontier: ${flags.task}`, [
+          { heading: 'Emulator fine-tuned vs plug-in', text: 'One point per emulator; squares are baselines. A larger gap between plug-in and emulator fine-tuned means more model privacy at the same utility.', svg: frontier },
+          { heading: 'Five numbers per emulator', table },
+          { heading: 'Learned layer importance', svg: importance },
+        ]),
+      );
+      return { result: { ...result, outDir: workDir }, human: `${table}\n\nplots: ${join(workDir, 'frontier.html')}` };
+    });
+  });
+}

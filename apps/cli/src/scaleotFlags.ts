@@ -1,0 +1,48 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+
+/** A fraction in [0, 1) (α, β). */
+export function fraction(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`expected a number in [0, 1), got "${value}"`);
+  return n;
+}
+
+/** Comma-separated fractions in [0, 1), e.g. "0.25,0.5,0.75". */
+export function fractionList(value: string): number[] {
+  return value.split(',').map((s) => fraction(s.trim()));
+}
+
+/** `--method scaleot` flags shared by `emulate` and `report`. */
+export interface ScaleotFlags {
+  stage1?: string;
+  alpha: number;
+  beta: number;
+  mode: 'replace' | 'drop' | 'uniform-replace';
+  srcStorage: 'dense' | 'factors';
+}
+
+export function withScaleotFlags(cmd: Command): Command {
+  return cmd
+    .option('--stage1 <dir>', 'scaleot: stage-1 artifacts of the model (needed unless --alpha 0)')
+    .option('--alpha <x>', 'scaleot: fraction of each group of 4 middle blocks replaced by harmonizers', fraction, 0.5)
+    .option('--beta <x>', 'scaleot: fraction of rank removed from attention projections of raw middle blocks (SRC)', fraction, 0)
+    .addOption(new Option('--mode <m>', 'scaleot: replace (ScaleOT), drop (dynamic LayerDrop) or uniform-replace (ablations)').choices(['replace', 'drop', 'uniform-replace']).default('replace'))
+    .addOption(new Option('--src-storage <s>', 'scaleot: store compressed matrices dense or as factors').choices(['dense', 'factors']).default('dense'));
+}
+
+/** Builds a ScaleOT emulator artifact from the flags. */
+export async function buildScaleotFromFlags(modelDir: string, outDir: string, flags: ScaleotFlags, layout: { nAdapter?: number; bottom?: number }, overwrite?: boolean) {
+  const { buildScaleotEmulator } = await import('@scaleot/scaleot');
+  return buildScaleotEmulator({
+    modelDir,
+    stage1Dir: flags.stage1,
+    outDir,
+    nAdapter: layout.nAdapter,
+    bottom: layout.bottom,
+    alpha: flags.alpha,
+    beta: flags.beta,
+    mode: flags.mode,
+    srcStorage: flags.srcStorage,
+    overwrite,
+  });
+}
