@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { initBackend } from '@scaleot/backend';
 import {
   clusterConfigFromEnv,
+  environmentHelp,
   Coordinator,
   QueueJobRunner,
   redisConnectionOf,
@@ -132,6 +133,10 @@ async function main(): Promise<void> {
 
 // Only as the process entry point: importing this module (tools probing the package) starts nothing.
 if (isEntryPoint()) {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`${environmentHelp('coordinator', "The ScaleOT coordinator: runs stage-1 rounds across workers (BullMQ on Redis, tensors over ZeroMQ), builds emulators, and serves data owners' tuning requests over an HTTP API (OpenAPI at /openapi.json).")}\n`);
+    process.exit(0);
+  }
   main().catch((error: unknown) => {
     log.fatal({ err: error }, 'coordinator failed to start');
     process.exit(1);

@@ -3,7 +3,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 // The worker process: wiring only (the handlers live in @scaleot/cluster).
 import { initBackend } from '@scaleot/backend';
-import { ClusterWorker, clusterConfigFromEnv } from '@scaleot/cluster';
+import { ClusterWorker, clusterConfigFromEnv, environmentHelp } from '@scaleot/cluster';
 import { createLogger } from '@scaleot/core';
 
 const log = createLogger('worker');
@@ -32,6 +32,10 @@ async function main(): Promise<void> {
 
 // Only as the process entry point: importing this module (tools probing the package) starts nothing.
 if (isEntryPoint()) {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`${environmentHelp('worker', 'A ScaleOT worker: loads the base model once from shared storage and runs stage-1 shard and rollout jobs, emulator builds, tuning, plug-in and evaluation jobs from the queue.')}\n`);
+    process.exit(0);
+  }
   main().catch((error: unknown) => {
     log.fatal({ err: error }, 'worker failed to start');
     process.exit(1);

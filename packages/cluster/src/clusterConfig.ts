@@ -89,3 +89,41 @@ export function redisConnectionOf(config: Pick<ClusterConfig, 'redisUrl' | 'redi
 export function resolveArtifact(storageDir: string, ref: string): string {
   return ref.startsWith('/') ? ref : resolve(storageDir, ref);
 }
+
+const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: string }[] = [
+  { name: 'SCALEOT_REDIS_URL', roles: ['coordinator', 'worker'], doc: 'Redis of the job queue, without credentials (default redis://127.0.0.1:6379)' },
+  { name: 'SCALEOT_REDIS_PASSWORD', roles: ['coordinator', 'worker'], doc: 'Redis password, from a Secret (default: no AUTH)' },
+  { name: 'SCALEOT_QUEUE_PREFIX', roles: ['coordinator', 'worker'], doc: 'BullMQ key prefix (default scaleot)' },
+  { name: 'SCALEOT_STORAGE_DIR', roles: ['coordinator', 'worker'], doc: 'shared volume for models and artifacts (default /data)' },
+  { name: 'SCALEOT_BACKEND', roles: ['coordinator', 'worker'], doc: 'tfjs backend: wasm (default), cpu or tensorflow' },
+  { name: 'SCALEOT_LOG_LEVEL', roles: ['coordinator', 'worker'], doc: 'pino level (default info)' },
+  { name: 'SCALEOT_ZMQ_PARAMS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port publishing stage-1 parameters (default 5555)' },
+  { name: 'SCALEOT_ZMQ_RESULTS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port collecting gradients (default 5556)' },
+  { name: 'SCALEOT_CURVE_SERVER_PUBLIC_KEY', roles: ['coordinator', 'worker'], doc: 'CURVE public key of the coordinator (unset: plain TCP)' },
+  { name: 'SCALEOT_CURVE_SERVER_SECRET_KEY', roles: ['coordinator'], doc: 'CURVE secret key, from a Secret; never given to workers' },
+  { name: 'SCALEOT_API_TOKENS_FILE', roles: ['coordinator'], doc: 'JSON file {"tenant": "bearer token"} of the data owners (required)' },
+  { name: 'SCALEOT_COORDINATOR_CONFIG', roles: ['coordinator'], doc: 'optional JSON file of stage-1, tuning and evaluation settings' },
+  { name: 'SCALEOT_HTTP_PORT', roles: ['coordinator'], doc: 'HTTP API, /healthz, /readyz, /metrics (default 8080)' },
+  { name: 'SCALEOT_COORDINATOR_HOST', roles: ['coordinator', 'worker'], doc: 'address workers reach the coordinator at (default 127.0.0.1)' },
+  { name: 'SCALEOT_WORKER_GROUP', roles: ['worker'], doc: 'worker group name (default cpu)' },
+  { name: 'SCALEOT_WORKER_CONCURRENCY', roles: ['worker'], doc: 'jobs at once per worker (default 1)' },
+  { name: 'SCALEOT_METRICS_PORT', roles: ['worker'], doc: '/healthz, /readyz, /metrics (default 9090)' },
+  { name: 'SCALEOT_JOB_LOCK_MS', roles: ['coordinator', 'worker'], doc: 'BullMQ job lock; a dead worker\'s job is re-run after about lock + stalled interval (default 30000)' },
+  { name: 'SCALEOT_STALLED_INTERVAL_MS', roles: ['coordinator', 'worker'], doc: 'stalled-job check interval (default 15000)' },
+];
+
+/** `--help` of the coordinator and worker processes: they are configured by environment only. */
+export function environmentHelp(role: 'coordinator' | 'worker', summary: string): string {
+  const rows = ENVIRONMENT.filter((e) => e.roles.includes(role));
+  const width = Math.max(...rows.map((r) => r.name.length));
+  return [
+    `Usage: scaleot-${role}`,
+    '',
+    summary,
+    '',
+    'Configured by environment variables (docs/deployment.md):',
+    ...rows.map((r) => `  ${r.name.padEnd(width)}  ${r.doc}`),
+    '',
+    'Signals: SIGTERM/SIGINT drain gracefully (the running job finishes; unfinished work resumes on the next start).',
+  ].join('\n');
+}

@@ -1,5 +1,5 @@
 export { ClusterError } from './ClusterError.js';
-export { clusterConfigFromEnv, redisConnectionOf, resolveArtifact, type ClusterConfig } from './clusterConfig.js';
+export { clusterConfigFromEnv, environmentHelp, redisConnectionOf, resolveArtifact, type ClusterConfig } from './clusterConfig.js';
 export { writeTokenStream, readTokenStream, randomWindowStarts, windowBatch } from './tokenStreams.js';
 export { ModelCache } from './ModelCache.js';
 export {
