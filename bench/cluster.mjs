@@ -2,6 +2,7 @@
 // from @scaleot/transport) and the stage-1 round overhead (queue + transfer + aggregation) as a
 // fraction of compute with two workers (measureRoundOverhead, exported by the coordinator).
 import { emitJson, fmt, importPackage, log, MissingExportError, table } from './lib/common.mjs';
+import { rawZmqThroughput } from './lib/rawZmq.mjs';
 
 export const description = 'ZeroMQ 16 MiB tensor throughput on loopback; stage-1 round overhead with 2 workers';
 
@@ -69,6 +70,14 @@ export async function main(opts) {
     errors.zmq = error.message;
     log(`ZeroMQ throughput: FAILED: ${error.message}`);
   }
+  let raw = null;
+  try {
+    // The reference: plain zeromq with the same bytes and a child receiver that reads every page.
+    raw = await rawZmqThroughput({ bytes: opts.mib * 1024 * 1024, iterations: opts.iterations });
+    log(`plain zeromq PUSH/PULL reference: ${fmt(raw.gbPerS, 2)} GB/s`);
+  } catch (error) {
+    errors.zmq_raw = error.message;
+  }
   let zmqResult = null;
   if (zmq && opts['result-pattern']) {
     try {
@@ -100,6 +109,7 @@ export async function main(opts) {
   const verdict = (value, ok) => (value === null ? 'n/a' : ok ? 'MET' : 'NOT MET');
   process.stdout.write(`${table(['measure', 'value', 'target', 'verdict'], [
     [`ZeroMQ ${opts.mib} MiB tensors, loopback PUSH/PULL`, zmq ? `${fmt(zmq.gbPerS, 2)} GB/s` : errors.zmq, `≥ ${ZMQ_TARGET_GB_PER_S} GB/s`, verdict(zmq?.gbPerS ?? null, zmq?.gbPerS >= ZMQ_TARGET_GB_PER_S)],
+    [`plain zeromq PUSH/PULL (reference), ratio ours/plain`, raw ? `${fmt(raw.gbPerS, 2)} GB/s, ${zmq ? fmt(zmq.gbPerS / raw.gbPerS, 2) : 'n/a'}` : errors.zmq_raw, '', ''],
     ...(zmqResult || errors.zmq_result ? [[`ZeroMQ ${opts.mib} MiB, result pattern (acked)`, zmqResult ? `${fmt(zmqResult.gbPerS, 2)} GB/s` : errors.zmq_result, '', '']] : []),
     [`stage-1 round overhead, ${opts.workers} workers`, overhead === null ? `null (${overheadReason})` : `${fmt(overhead * 100, 1)} % of compute`, `≤ ${OVERHEAD_TARGET * 100} %`, verdict(overhead, overhead <= OVERHEAD_TARGET)],
   ])}\n`);
@@ -107,6 +117,8 @@ export async function main(opts) {
   emitJson(opts.json, {
     zmq_gb_per_s: zmq?.gbPerS ?? null,
     zmq_result_gb_per_s: zmqResult?.gbPerS ?? null,
+    zmq_plain_gb_per_s: raw?.gbPerS ?? null,
+    zmq_ratio_to_plain: zmq && raw ? zmq.gbPerS / raw.gbPerS : null,
     round_overhead_fraction: overhead,
     ...(overheadReason ? { round_overhead_reason: overheadReason } : {}),
     ...(Object.keys(errors).length ? { errors } : {}),
