@@ -4,7 +4,7 @@ import { LayerNorm } from './LayerNorm.js';
 import { ModelError } from './ModelError.js';
 import type { GPT2Config } from './modelConfig.js';
 import { crossEntropyPerToken } from '@scaleot/backend';
-import { ParamFactory } from './ParamFactory.js';
+import { ParamFactory, type WeightMap } from './ParamFactory.js';
 import { saveModel } from './saveModel.js';
 import type { BlockModule, CausalLM, HiddenOptions, SaveOptions } from './types.js';
 
@@ -26,7 +26,7 @@ export class Gpt2LMHeadModel implements CausalLM {
 
   constructor(
     readonly config: GPT2Config,
-    weights?: Map<string, Float32Array>,
+    weights?: WeightMap,
     opts: Gpt2ModelOptions = {},
   ) {
     if (config.nEmbd % config.nHead !== 0) {

@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { ModelError } from './ModelError.js';
 
+/** Weights by canonical name: host arrays, or tensors already on the backend (shared, not copied). */
+export type WeightMap = Map<string, Float32Array | tf.Tensor>;
+
 export type InitKind = { kind: 'normal'; std: number } | { kind: 'zeros' } | { kind: 'ones' };
 
 /**
@@ -12,7 +15,7 @@ export class ParamFactory {
   readonly created = new Set<string>();
 
   constructor(
-    private readonly weights: Map<string, Float32Array> | undefined,
+    private readonly weights: WeightMap | undefined,
     private readonly seed: number,
     private readonly trainable: boolean,
     /** Drop each array from `weights` once copied into a variable (loaders pass a private map: bounds peak memory). */
@@ -28,10 +31,17 @@ export class ParamFactory {
       if (!data) {
         throw new ModelError('MISSING_TENSOR', `no weights for "${name}" (shape [${shape}]); pass every parameter the config implies or none for a random init`, { where: name });
       }
-      if (data.length !== size) {
-        throw new ModelError('SHAPE_MISMATCH', `"${name}" has ${data.length} values, the config implies [${shape}] = ${size}`, { where: name });
+      const length = data instanceof tf.Tensor ? data.size : data.length;
+      if (length !== size) {
+        throw new ModelError('SHAPE_MISMATCH', `"${name}" has ${length} values, the config implies [${shape}] = ${size}`, { where: name });
       }
       if (this.releaseWeights) this.weights.delete(this.weights.has(name) ? name : name.replace(/^transformer\./, ''));
+      if (data instanceof tf.Tensor) {
+        // The variable shares the tensor's backend buffer; a released (owned) tensor is handed over, not copied.
+        const v = tf.tidy(() => tf.variable(tf.reshape(data, shape), this.trainable));
+        if (this.releaseWeights) data.dispose();
+        return v;
+      }
       return tf.tidy(() => tf.variable(tf.tensor(data, shape, 'float32'), this.trainable));
     }
     return tf.tidy(() => {

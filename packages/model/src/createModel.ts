@@ -1,6 +1,7 @@
 import { Gpt2LMHeadModel, type Gpt2ModelOptions } from './Gpt2LMHeadModel.js';
 import { ModelError } from './ModelError.js';
 import type { ModelConfig } from './modelConfig.js';
+import type { WeightMap } from './ParamFactory.js';
 import type { CausalLM } from './types.js';
 
 export type CreateModelOptions = Gpt2ModelOptions;
@@ -10,7 +11,7 @@ export type CreateModelOptions = Gpt2ModelOptions;
  * keyed by canonical HF name (`transformer.h.0.attn.c_attn.weight`; the `transformer.` prefix may be
  * missing); without them the model is randomly initialised (HF init, std 0.02, seeded by `opts.seed`).
  */
-export function createModel(config: ModelConfig, weights?: Map<string, Float32Array>, opts: CreateModelOptions = {}): CausalLM {
+export function createModel(config: ModelConfig, weights?: WeightMap, opts: CreateModelOptions = {}): CausalLM {
   const type = (config as { modelType: string }).modelType;
   switch (type) {
     case 'gpt2':

@@ -11,7 +11,7 @@ export { Gpt2Attention } from './Gpt2Attention.js';
 export { Gpt2Mlp } from './Gpt2Mlp.js';
 export { LayerNorm } from './LayerNorm.js';
 export { IdentityBlock } from './IdentityBlock.js';
-export { ParamFactory, type InitKind } from './ParamFactory.js';
+export { ParamFactory, type InitKind, type WeightMap } from './ParamFactory.js';
 export { layerNorm, linear, addBias, causalAttention, causalMask } from './ops.js';
 // The fused activation and loss live in the backend package (kernel-level recipes); re-exported for model users.
 export { geluNew, crossEntropyPerToken } from '@scaleot/backend';
