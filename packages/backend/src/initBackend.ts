@@ -17,13 +17,16 @@ function isBackendName(name: unknown): name is BackendName {
   return typeof name === 'string' && (BACKEND_NAMES as readonly string[]).includes(name);
 }
 
-function resolveName(name: string | undefined): BackendName {
+/** `auto`: the native `tensorflow` backend when its package loads (GPU images), else `wasm`. */
+const AUTO = 'auto';
+
+function resolveName(name: string | undefined): BackendName | typeof AUTO {
   const fromEnv = process.env.SCALEOT_BACKEND;
   const requested = name ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : 'wasm');
-  if (!isBackendName(requested)) {
+  if (requested !== AUTO && !isBackendName(requested)) {
     throw new BackendError(
       'UNKNOWN_BACKEND',
-      `unknown tfjs backend "${requested}"; valid names are ${BACKEND_NAMES.join(', ')}`,
+      `unknown tfjs backend "${requested}"; valid names are ${BACKEND_NAMES.join(', ')}, ${AUTO}`,
       { where: name === undefined ? 'SCALEOT_BACKEND' : 'initBackend' },
     );
   }
@@ -119,22 +122,31 @@ async function activate(name: BackendName): Promise<BackendName> {
   return name;
 }
 
+async function activateAuto(): Promise<BackendName> {
+  try {
+    return await activate('tensorflow');
+  } catch (error) {
+    log ??= createLogger('backend');
+    log.info({ reason: (error as Error).message }, 'SCALEOT_BACKEND=auto: native tensorflow backend unavailable, using wasm');
+    return activate('wasm');
+  }
+}
+
 /**
- * Selects and initialises the tfjs backend: `name`, else SCALEOT_BACKEND, else `wasm`. Calling it
+ * Selects and initialises the tfjs backend: `name`, else SCALEOT_BACKEND, else `wasm`; `auto` picks
+ * the native `tensorflow` backend when it loads and `wasm` otherwise. Calling it
  * again with the active backend is a no-op; with another name it switches. For `wasm` the kernel
  * fixes of this package are registered first. Calls are serialised.
  */
-export function initBackend(name?: BackendName | string): Promise<BackendName> {
-  let resolved: BackendName;
+export function initBackend(name?: BackendName | typeof AUTO | string): Promise<BackendName> {
+  let resolved: BackendName | typeof AUTO;
   try {
     resolved = resolveName(name);
   } catch (error) {
     return Promise.reject(error);
   }
-  const next = chain.then(
-    () => activate(resolved),
-    () => activate(resolved),
-  );
+  const run = () => (resolved === AUTO ? activateAuto() : activate(resolved));
+  const next = chain.then(run, run);
   chain = next.catch(() => undefined);
   return next;
 }

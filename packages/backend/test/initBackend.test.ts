@@ -30,7 +30,7 @@ describe('initBackend', () => {
     const error = await initBackend('webgpu').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendError);
     expect(error).toMatchObject({ code: 'UNKNOWN_BACKEND', where: 'initBackend' });
-    expect((error as Error).message).toMatch(/wasm, cpu, tensorflow/);
+    expect((error as Error).message).toMatch(/wasm, cpu, tensorflow, auto/);
     expect(activeBackend()).toBeUndefined();
   });
 
@@ -75,4 +75,12 @@ describe('initBackend', () => {
       expect(activeBackend()).toBe('wasm');
     },
   );
+
+  it('auto takes the native backend when it loads, else wasm', async () => {
+    await initBackend('cpu');
+    const native = installed('@tensorflow/tfjs-node') || installed('@tensorflow/tfjs-node-gpu');
+    await expect(initBackend('auto')).resolves.toBe(native ? 'tensorflow' : 'wasm');
+    expect(activeBackend()).toBe(native ? 'tensorflow' : 'wasm');
+  });
 });
+
