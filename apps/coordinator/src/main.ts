@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync, realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 // The coordinator process: wiring only (the job graph, stage-1 rounds and API logic live in @scaleot/cluster).
 import { initBackend } from '@scaleot/backend';
 import {
@@ -13,7 +12,7 @@ import {
   TenantAuth,
   type CoordinatorOptions,
 } from '@scaleot/cluster';
-import { createLogger } from '@scaleot/core';
+import { createLogger, isEntryPoint, onShutdownSignals } from '@scaleot/core';
 import { createMetrics } from '@scaleot/metrics';
 import { JobQueue } from '@scaleot/queue';
 import { ParameterPublisher, ResultCollector } from '@scaleot/transport';
@@ -108,31 +107,20 @@ async function main(): Promise<void> {
   const address = server.server.address();
   log.info({ http: typeof address === 'object' && address ? address.port : address, params: publisher.address, results: collector.address, prefix: config.queuePrefix }, 'coordinator ready');
 
-  let closing = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (closing) return;
-    closing = true;
+  onShutdownSignals(async (signal) => {
     state.draining = true;
     log.info({ signal }, 'draining: no new requests; unfinished work resumes on the next start');
-    void (async () => {
-      await server.close();
-      await runner.close();
-      await publisher.close();
-      await collector.close();
-      await control.close();
-      await queue.close();
-      process.exit(0);
-    })().catch((error: unknown) => {
-      log.error({ err: error }, 'unclean shutdown');
-      process.exit(1);
-    });
-  };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+    await server.close();
+    await runner.close();
+    await publisher.close();
+    await collector.close();
+    await control.close();
+    await queue.close();
+  }, log);
 }
 
 // Only as the process entry point: importing this module (tools probing the package) starts nothing.
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(`${environmentHelp('coordinator', "The ScaleOT coordinator: runs stage-1 rounds across workers (BullMQ on Redis, tensors over ZeroMQ), builds emulators, and serves data owners' tuning requests over an HTTP API (OpenAPI at /openapi.json).")}\n`);
     process.exit(0);
@@ -141,12 +129,4 @@ if (isEntryPoint()) {
     log.fatal({ err: error }, 'coordinator failed to start');
     process.exit(1);
   });
-}
-
-function isEntryPoint(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'vitest';
+import { mulberry32 } from '../../../test/support/numeric.js';
 
 type Numeric = ArrayLike<number> | tf.Tensor;
 
@@ -47,16 +48,7 @@ export function maxAbs(x: ArrayLike<number>): number {
 }
 
 /** Deterministic uniform [0, 1) stream (mulberry32). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 export function randomArray(size: number, seed: number, scale = 1): Float32Array {
   const next = rng(seed);

@@ -1,26 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { expectedParameters, parseModelConfig, type WriteTensor } from '@scaleot/checkpoint';
-
-/** The monorepo root: the nearest package.json above this file that declares workspaces. */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && 'workspaces' in JSON.parse(readFileSync(pkg, 'utf8'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('repository root not found above the test directory');
-    dir = parent;
-  }
-}
+import { fixtureModelDir, FIXTURES_DIR } from '../../../test/support/fixtures.js';
+import { mulberry32 } from '../../../test/support/numeric.js';
 
 /** Fixtures live in ../shared/fixtures relative to the repository root. */
-export const FIXTURES = resolve(repoRoot(), '../shared/fixtures');
-export const TINY = join(FIXTURES, 'models/sotu-gpt2-tiny');
-export const SMALL = join(FIXTURES, 'models/sotu-gpt2-small');
+export const FIXTURES = FIXTURES_DIR;
+export const TINY = fixtureModelDir('tiny');
+export const SMALL = fixtureModelDir('small');
 
 export async function makeTempDir(prefix = 'scaleot-checkpoint-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
@@ -44,16 +32,7 @@ export async function writeRawSafetensors(path: string, header: object | string 
 }
 
 /** Deterministic pseudo-random numbers (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 export const MICRO_CONFIG = {
   model_type: 'gpt2',

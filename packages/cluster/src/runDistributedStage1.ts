@@ -5,27 +5,23 @@ import { performance } from 'node:perf_hooks';
 import { atomicWriteJson, createLogger, Progress, type Logger } from '@scaleot/core';
 import { createRng, Rng } from '@scaleot/data';
 import { warmupCosine } from '@scaleot/model';
-import { sourceModelInfo, writeArtifactDir } from '@scaleot/offsite';
+import { sourceModelInfo } from '@scaleot/offsite';
 import { JobQueue, JobWorker, type FlowSpec, type RedisConnection } from '@scaleot/queue';
 import {
   applyHarmonizerUpdate,
   corpusStreams,
-  encodeF32Safetensors,
   Harmonizer,
-  HARMONIZER_KIND,
   HarmonizerOptimizer,
-  importanceTable,
+  hasStage1State,
+  loadStage1State,
   readStage1,
   reinforceUpdate,
   resolveStage1Hyper,
   sampleGroupedMask,
-  STAGE1_FORMAT,
-  STAGE1_HARMONIZERS,
+  saveStage1State,
   STAGE1_LOG,
   STAGE1_MANIFEST,
-  STAGE1_SCORES,
-  STAGE1_VERSION,
-  type F32Tensor,
+  writeStage1Artifacts,
   type Stage1HyperParameters,
   type Stage1Manifest,
   type Stage1StepLog,
@@ -34,7 +30,7 @@ import { createTensor, ParameterPublisher, ResultCollector, TensorSet, Transport
 import * as tf from '@tensorflow/tfjs';
 import { Job, type Queue } from 'bullmq';
 import { ClusterError } from './ClusterError.js';
-import { hasCheckpoint, loadCheckpoint, saveCheckpoint, type ClusterStage1State } from './stage1Checkpoint.js';
+import { CLUSTER_STAGE1_STATE, type ClusterStage1State } from './stage1Checkpoint.js';
 import { decodeVersion, paramsVersion, shardResultKey, type RolloutJobResult, type ShardResultMeta, type Stage1ParamsMeta } from './stage1Protocol.js';
 import { randomWindowStarts, writeTokenStream } from './tokenStreams.js';
 
@@ -193,8 +189,8 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
       log: [],
       seconds: 0,
     };
-    if ((opts.resume ?? true) && hasCheckpoint(checkpointDir)) {
-      state = await loadCheckpoint(checkpointDir, fingerprint, harmonizers, optimizer);
+    if ((opts.resume ?? true) && hasStage1State(checkpointDir)) {
+      state = await loadStage1State(checkpointDir, fingerprint, harmonizers, optimizer, CLUSTER_STAGE1_STATE);
       log.info({ round: state.step, epoch }, 'resuming stage 1 from the last completed round');
     }
     const resumedFrom = state.step;
@@ -318,13 +314,13 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
         entry.seconds = (performance.now() - t0) / 1000;
         stepLog.push(entry);
         const cpStarted = performance.now();
-        await saveCheckpoint(checkpointDir, fingerprint, {
+        await saveStage1State(checkpointDir, fingerprint, {
           step: step + 1,
           scores,
           rng: { mask: maskRng.state, train: trainRng.state, val: valRng.state },
           log: stepLog,
           seconds: state.seconds + (performance.now() - runStarted) / 1000,
-        }, harmonizers, optimizer);
+        }, harmonizers, optimizer, CLUSTER_STAGE1_STATE);
         const timing: RoundTiming = {
           round: step,
           seconds: (performance.now() - t0) / 1000,
@@ -346,30 +342,9 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
     if (steps < hyper.steps) {
       return { completed: false, outDir, scores, log: stepLog, steps, resumedFrom, epoch, timings, seconds: (performance.now() - started) / 1000 };
     }
-    const manifest: Stage1Manifest = {
-      format: STAGE1_FORMAT,
-      version: STAGE1_VERSION,
-      sourceModel: source,
-      layout,
-      harmonizer: { kind: HARMONIZER_KIND, rank: hyper.rank, blocks: layout.middle },
-      hyperParameters: { ...hyper, distributed: { shards: shardSlices.length, runId } },
-      steps,
-      scores: middleScores(),
-      seconds,
-      createdAt: new Date().toISOString(),
-    };
-    const tensors: F32Tensor[] = [];
-    for (const h of harmonizers.values()) for (const [name, v] of h.namedVariables()) tensors.push({ name, shape: v.shape.slice(), data: (await v.data()) as Float32Array });
-    await writeArtifactDir(
-      outDir,
-      [
-        { name: STAGE1_SCORES, chunks: [Buffer.from(`${JSON.stringify({ format: 'scaleot.scores', sourceModel: source.sha256, groups: layout.groups, blocks: importanceTable(scores, layout) }, null, 2)}\n`)] },
-        { name: STAGE1_HARMONIZERS, chunks: encodeF32Safetensors(tensors, { format: 'pt', scaleot: 'stage1-harmonizers' }) },
-        { name: STAGE1_LOG, chunks: [Buffer.from(stepLog.map((e) => JSON.stringify(e)).join('\n') + '\n')] },
-        { name: STAGE1_MANIFEST, chunks: [Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)] },
-      ],
-      { overwrite: true },
-    );
+    const manifest = await writeStage1Artifacts({
+      outDir, source, layout, hyper, hyperParameters: { ...hyper, distributed: { shards: shardSlices.length, runId } }, steps, scores, harmonizers, log: stepLog, seconds,
+    });
     return { completed: true, outDir, manifest, scores, log: stepLog, steps, resumedFrom, epoch, timings, seconds: (performance.now() - started) / 1000 };
   } finally {
     optimizer?.dispose();

@@ -2,3 +2,4 @@ export { ScaleotError, InvalidInputError } from './ScaleotError.js';
 export { atomicWrite, atomicWriteFile, atomicWriteJson, tempPathFor } from './atomicWrite.js';
 export { createLogger, logger, type Logger } from './logger.js';
 export { Progress, type ProgressOptions } from './Progress.js';
+export { isEntryPoint, onShutdownSignals } from './processLifecycle.js';

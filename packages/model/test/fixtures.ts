@@ -1,22 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-/** The repo root: the nearest ancestor whose package.json declares workspaces. */
-export function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { workspaces?: unknown }).workspaces) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('repo root not found above the test file');
-    dir = up;
-  }
-}
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fixtureModelDir, FIXTURES_DIR } from '../../../test/support/fixtures.js';
 
 /** ../shared/fixtures relative to the repo root. */
-export const FIXTURES = resolve(repoRoot(), '..', 'shared', 'fixtures');
-export const modelDir = (name: 'tiny' | 'small') => join(FIXTURES, 'models', `sotu-gpt2-${name}`);
+export const FIXTURES = FIXTURES_DIR;
+export const modelDir = fixtureModelDir;
 
 export interface ReferenceRow {
   ids: number[];

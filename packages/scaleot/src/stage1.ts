@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { Progress, type Logger } from '@scaleot/core';
 import { createRng, lmDocuments, lmStream, randomWindows, Rng, taskRows } from '@scaleot/data';
 import { loadModel, tokenBatch, warmupCosine } from '@scaleot/model';
-import { resolveTask, sourceModelInfo, writeArtifactDir, type TaskInput } from '@scaleot/offsite';
+import { resolveTask, sourceModelInfo, writeArtifactDir, type SourceModelInfo, type TaskInput } from '@scaleot/offsite';
 import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
 import { Harmonizer, HARMONIZER_KIND } from './Harmonizer.js';
@@ -157,14 +157,33 @@ export interface Stage1Result {
 }
 
 const STATE_JSON = 'state.json';
+const STATE_TENSORS = 'state.safetensors';
 
-interface Stage1State {
+/** Everything a resumed stage-1 run needs to continue bit-identically after `step` completed steps. */
+export interface Stage1State {
   step: number;
   scores: number[];
   rng: { mask: number[]; train: number[]; val: number[] };
   log: Stage1StepLog[];
   seconds: number;
 }
+
+/** How one kind of stage-1 checkpoint is tagged on disk and which errors a bad one raises. */
+export interface Stage1StateFormat {
+  /** The `format` field of state.json. */
+  format: string;
+  /** The error for an unusable checkpoint: `mismatch` when another run wrote it, `bad` when it is unreadable, foreign or incomplete. */
+  error: (problem: 'bad' | 'mismatch', message: string, options: { where: string; cause?: unknown }) => Error;
+  /** The option a mismatching run can change instead (named in the mismatch message), e.g. 'checkpointDir'. */
+  elsewhere: string;
+}
+
+/** The checkpoint runStage1 writes (ScaleotMethodError BAD_STAGE1_STATE / STAGE1_STATE_MISMATCH). */
+export const STAGE1_STATE: Stage1StateFormat = {
+  format: 'scaleot.stage1-state',
+  error: (problem, message, options) => new ScaleotMethodError(problem === 'bad' ? 'BAD_STAGE1_STATE' : 'STAGE1_STATE_MISMATCH', message, options),
+  elsewhere: 'checkpointDir',
+};
 
 /** Resolves defaults and checks every setting against the model; throws ScaleotMethodError. */
 export function resolveStage1Hyper(opts: Partial<Stage1HyperParameters>, model: { nLayer: number; nEmbd: number; nPositions: number }): { hyper: Stage1HyperParameters; layout: Stage1Layout } {
@@ -254,7 +273,7 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
       log: [],
       seconds: 0,
     };
-    if ((opts.resume ?? true) && existsSync(join(checkpointDir, STATE_JSON))) {
+    if ((opts.resume ?? true) && hasStage1State(checkpointDir)) {
       state = await loadStage1State(checkpointDir, fingerprint, harmonizers, optimizer);
     }
     const resumedFrom = state.step;
@@ -313,30 +332,7 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
     if (steps < hyper.steps) {
       return { completed: false, outDir, scores, log, steps, resumedFrom, seconds: (performance.now() - started) / 1000 };
     }
-    const manifest: Stage1Manifest = {
-      format: STAGE1_FORMAT,
-      version: STAGE1_VERSION,
-      sourceModel: source,
-      layout,
-      harmonizer: { kind: HARMONIZER_KIND, rank: hyper.rank, blocks: layout.middle },
-      hyperParameters: { ...hyper },
-      steps,
-      scores: middleScores(),
-      seconds,
-      createdAt: new Date().toISOString(),
-    };
-    const tensors: F32Tensor[] = [];
-    for (const h of harmonizers.values()) for (const [name, v] of h.namedVariables()) tensors.push({ name, shape: v.shape.slice(), data: (await v.data()) as Float32Array });
-    await writeArtifactDir(
-      outDir,
-      [
-        { name: STAGE1_SCORES, chunks: [Buffer.from(`${JSON.stringify({ format: 'scaleot.scores', sourceModel: source.sha256, groups: layout.groups, blocks: importanceTable(scores, layout) }, null, 2)}\n`)] },
-        { name: STAGE1_HARMONIZERS, chunks: encodeF32Safetensors(tensors, { format: 'pt', scaleot: 'stage1-harmonizers' }) },
-        { name: STAGE1_LOG, chunks: [Buffer.from(log.map((e) => JSON.stringify(e)).join('\n') + '\n')] },
-        { name: STAGE1_MANIFEST, chunks: [Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)] },
-      ],
-      { overwrite: true },
-    );
+    const manifest = await writeStage1Artifacts({ outDir, source, layout, hyper, hyperParameters: { ...hyper }, steps, scores, harmonizers, log, seconds });
     if (!insideOut) await rm(checkpointDir, { recursive: true, force: true });
     return { completed: true, outDir, manifest, scores, log, steps, resumedFrom, seconds: (performance.now() - started) / 1000 };
   } finally {
@@ -344,6 +340,51 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
     for (const h of harmonizers.values()) h.dispose();
     model.dispose();
   }
+}
+
+export interface Stage1ArtifactsInput {
+  outDir: string;
+  source: SourceModelInfo;
+  layout: Stage1Layout;
+  hyper: Stage1HyperParameters;
+  /** What the manifest records as the run's settings (the hyper-parameters, plus whatever describes the run). */
+  hyperParameters: Record<string, unknown>;
+  steps: number;
+  /** By original block index. */
+  scores: number[];
+  harmonizers: ReadonlyMap<number, Harmonizer>;
+  log: Stage1StepLog[];
+  seconds: number;
+}
+
+/** Writes a completed run's artifact directory atomically (manifest, scores, harmonizers, log); returns the manifest. */
+export async function writeStage1Artifacts(a: Stage1ArtifactsInput): Promise<Stage1Manifest> {
+  const { source, layout, scores } = a;
+  const manifest: Stage1Manifest = {
+    format: STAGE1_FORMAT,
+    version: STAGE1_VERSION,
+    sourceModel: source,
+    layout,
+    harmonizer: { kind: HARMONIZER_KIND, rank: a.hyper.rank, blocks: layout.middle },
+    hyperParameters: a.hyperParameters,
+    steps: a.steps,
+    scores: Object.fromEntries(layout.middle.map((i) => [String(i), scores[i]])),
+    seconds: a.seconds,
+    createdAt: new Date().toISOString(),
+  };
+  const tensors: F32Tensor[] = [];
+  for (const h of a.harmonizers.values()) for (const [name, v] of h.namedVariables()) tensors.push({ name, shape: v.shape.slice(), data: (await v.data()) as Float32Array });
+  await writeArtifactDir(
+    a.outDir,
+    [
+      { name: STAGE1_SCORES, chunks: [Buffer.from(`${JSON.stringify({ format: 'scaleot.scores', sourceModel: source.sha256, groups: layout.groups, blocks: importanceTable(scores, layout) }, null, 2)}\n`)] },
+      { name: STAGE1_HARMONIZERS, chunks: encodeF32Safetensors(tensors, { format: 'pt', scaleot: 'stage1-harmonizers' }) },
+      { name: STAGE1_LOG, chunks: [Buffer.from(a.log.map((e) => JSON.stringify(e)).join('\n') + '\n')] },
+      { name: STAGE1_MANIFEST, chunks: [Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)] },
+    ],
+    { overwrite: true },
+  );
+  return manifest;
 }
 
 /** The train and held-out token streams of an LM corpus (train split / test split). */
@@ -359,12 +400,24 @@ export async function corpusStreams(corpus: TaskInput, dataRoot: string | undefi
   return { train: lmStream(docs('train'), tokenizer), val: lmStream(docs('test'), tokenizer) };
 }
 
-async function saveStage1State(dir: string, fingerprint: unknown, state: Stage1State, harmonizers: Map<number, Harmonizer>, optimizer: HarmonizerOptimizer): Promise<void> {
+export function hasStage1State(dir: string): boolean {
+  return existsSync(join(dir, STATE_JSON));
+}
+
+/** Writes the whole checkpoint directory atomically (a crash leaves the previous one). */
+export async function saveStage1State(
+  dir: string,
+  fingerprint: unknown,
+  state: Stage1State,
+  harmonizers: ReadonlyMap<number, Harmonizer>,
+  optimizer: HarmonizerOptimizer,
+  stateFormat: Stage1StateFormat = STAGE1_STATE,
+): Promise<void> {
   const tensors: F32Tensor[] = [];
-  const optSteps: Record<string, number> = {};
+  const optimizerSteps: Record<string, number> = {};
   for (const [i, h] of harmonizers) {
     const st = optimizer.optimizers.get(i)!.getState();
-    optSteps[String(i)] = st.step;
+    optimizerSteps[String(i)] = st.step;
     for (const [name, v] of h.namedVariables()) {
       tensors.push({ name: `param/${name}`, shape: v.shape.slice(), data: (await v.data()) as Float32Array });
       tensors.push({ name: `adam.m/${name}`, shape: v.shape.slice(), data: st.m[name] });
@@ -372,32 +425,39 @@ async function saveStage1State(dir: string, fingerprint: unknown, state: Stage1S
     }
   }
   // JSON keeps float64 scores exactly (shortest round-trip representation).
-  const json = { format: 'scaleot.stage1-state', version: 1, fingerprint, ...state, optimizerSteps: optSteps, savedAt: new Date().toISOString() };
+  const json = { format: stateFormat.format, version: 1, fingerprint, ...state, optimizerSteps, savedAt: new Date().toISOString() };
   await writeArtifactDir(
     dir,
     [
       { name: STATE_JSON, chunks: [Buffer.from(`${JSON.stringify(json)}\n`)] },
-      { name: 'state.safetensors', chunks: encodeF32Safetensors(tensors) },
+      { name: STATE_TENSORS, chunks: encodeF32Safetensors(tensors) },
     ],
     { overwrite: true },
   );
 }
 
-async function loadStage1State(dir: string, fingerprint: unknown, harmonizers: Map<number, Harmonizer>, optimizer: HarmonizerOptimizer): Promise<Stage1State> {
+/** Restores harmonizers and optimizer moments in place; returns the saved loop state. */
+export async function loadStage1State(
+  dir: string,
+  fingerprint: unknown,
+  harmonizers: ReadonlyMap<number, Harmonizer>,
+  optimizer: HarmonizerOptimizer,
+  stateFormat: Stage1StateFormat = STAGE1_STATE,
+): Promise<Stage1State> {
   const path = join(dir, STATE_JSON);
   let json: Stage1State & { format?: string; version?: number; fingerprint: unknown; optimizerSteps: Record<string, number> };
   try {
     json = JSON.parse(await readFile(path, 'utf8'));
   } catch (cause) {
-    throw new ScaleotMethodError('BAD_STAGE1_STATE', 'the stage-1 checkpoint is unreadable; delete it to start over', { where: path, cause });
+    throw stateFormat.error('bad', 'the stage-1 checkpoint is unreadable; delete it to start over', { where: path, cause });
   }
-  if (json.format !== 'scaleot.stage1-state' || json.version !== 1) {
-    throw new ScaleotMethodError('BAD_STAGE1_STATE', `not a version-1 stage-1 checkpoint (format ${json.format}, version ${json.version})`, { where: path });
+  if (json.format !== stateFormat.format || json.version !== 1) {
+    throw stateFormat.error('bad', `not a version-1 ${stateFormat.format} checkpoint (format ${json.format}, version ${json.version})`, { where: path });
   }
   if (JSON.stringify(json.fingerprint) !== JSON.stringify(fingerprint)) {
-    throw new ScaleotMethodError('STAGE1_STATE_MISMATCH', 'the checkpoint was written by a run with another model, corpus or settings; use the same ones, another checkpointDir, or resume: false', { where: path });
+    throw stateFormat.error('mismatch', `the checkpoint was written by a run with another model, corpus or settings; use the same ones, another ${stateFormat.elsewhere}, or resume: false`, { where: path });
   }
-  const tensors = await readAllFloat32(join(dir, 'state.safetensors'));
+  const tensors = await readAllFloat32(join(dir, STATE_TENSORS));
   for (const [i, h] of harmonizers) {
     const m: Record<string, Float32Array> = {};
     const v: Record<string, Float32Array> = {};
@@ -405,7 +465,7 @@ async function loadStage1State(dir: string, fingerprint: unknown, harmonizers: M
       const p = tensors.get(`param/${name}`);
       const mm = tensors.get(`adam.m/${name}`);
       const vv = tensors.get(`adam.v/${name}`);
-      if (!p || !mm || !vv) throw new ScaleotMethodError('BAD_STAGE1_STATE', `the checkpoint lacks "${name}"`, { where: dir });
+      if (!p || !mm || !vv) throw stateFormat.error('bad', `the checkpoint lacks "${name}"`, { where: dir });
       tf.tidy(() => variable.assign(tf.tensor(p.data, variable.shape, 'float32')));
       m[name] = mm.data;
       v[name] = vv.data;

@@ -2,22 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createModel, gpt2Config, type CausalLM, type GPT2Config } from '@scaleot/model';
+import { gaussian, mulberry32 } from '../../../test/support/numeric.js';
 
-/** mulberry32: deterministic test randomness. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function gaussian(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
-}
+export { gaussian, mulberry32 };
 
 export function gaussianMatrix(m: number, n: number, seed: number): Float64Array {
   const r = mulberry32(seed);
