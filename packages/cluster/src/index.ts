@@ -12,7 +12,7 @@ export {
   type ShardResultMeta,
 } from './stage1Protocol.js';
 export { Stage1WorkerRuntime, type Stage1WorkerRuntimeOptions } from './Stage1WorkerRuntime.js';
-export { runDistributedStage1, sliceRows, type DistributedStage1Options, type DistributedStage1Result, type RoundTiming } from './runDistributedStage1.js';
+export { runDistributedStage1, makespan, sliceRows, type DistributedStage1Options, type DistributedStage1Result, type RoundTiming } from './runDistributedStage1.js';
 export { ClusterWorker, type ClusterWorkerOptions } from './ClusterWorker.js';
 export { pipelineHandlers, type PipelineHandlerOptions } from './pipelineHandlers.js';
 export { TenantAuth } from './TenantAuth.js';

@@ -39,7 +39,10 @@ export interface RoundTiming {
   round: number;
   /** Wall-clock of the round: publish to checkpoint. */
   seconds: number;
-  /** The longest shard's compute + the longest rollout's compute (the critical path of the work). */
+  /**
+   * The critical path of the work itself: the longest shard, then the rollouts scheduled on the
+   * workers with no overhead at all (longest-first makespan: 3 candidates on 2 workers take two waves).
+   */
   computeSeconds: number;
   /** Gradient summation + optimizer update + reinforce (coordinator side). */
   aggregateSeconds: number;
@@ -293,14 +296,14 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
         const entry: Stage1StepLog = { step: step + 1, loss: nllSum / tokens, align: alignSum / hyper.batchSize, lr, gradNorm, replaced: replacedOf(mask), scores: {}, seconds: 0 };
         if (doRl) await publishParams(v1, step, 1, mask);
         const values = await Promise.race([roundDone, failure.promise]);
-        let rolloutCompute = 0;
+        const rolloutSeconds: number[] = [];
         if (doRl) {
           const losses = new Array<number>(candidates.length).fill(Number.NaN);
           for (const value of Object.values(values)) {
             const r = value as RolloutJobResult;
             if (r && typeof r === 'object' && 'candidateIndex' in r && r.version === v1 && typeof r.loss === 'number') {
               losses[r.candidateIndex] = r.loss;
-              rolloutCompute = Math.max(rolloutCompute, r.computeSeconds ?? 0);
+              rolloutSeconds.push(r.computeSeconds ?? 0);
             }
           }
           if (!losses.every(Number.isFinite)) throw new ClusterError('ROUND_FAILED', `round ${step}: rollout losses missing (${losses.join(', ')})`, { where: runId, unrecoverable: false });
@@ -324,7 +327,7 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
         const timing: RoundTiming = {
           round: step,
           seconds: (performance.now() - t0) / 1000,
-          computeSeconds: shardCompute + rolloutCompute,
+          computeSeconds: shardCompute + makespan(rolloutSeconds, shardSlices.length),
           aggregateSeconds,
           checkpointSeconds: (performance.now() - cpStarted) / 1000,
         };
@@ -434,3 +437,15 @@ async function removeStaleRounds(queues: Queue[], runId: string, epoch: number, 
   }
   if (removed > 0) log.info({ removed, runId }, 'removed queued stage-1 jobs of an earlier coordinator run');
 }
+
+/** Longest-processing-time-first makespan of independent jobs on `workers` identical workers. */
+export function makespan(durations: readonly number[], workers: number): number {
+  const loads = new Array<number>(Math.max(1, workers)).fill(0);
+  for (const d of [...durations].sort((a, b) => b - a)) {
+    let least = 0;
+    for (let i = 1; i < loads.length; i++) if (loads[i] < loads[least]) least = i;
+    loads[least] += d;
+  }
+  return Math.max(...loads);
+}
+
