@@ -119,3 +119,28 @@ describe('wasm OneHot', () => {
     out.dispose();
   });
 });
+
+describe('wasm Identity (zero-copy)', () => {
+  it('shares the buffer with a reference count: the clone outlives its source, no buffer leaks', async () => {
+    await tf.setBackend('wasm');
+    const before = tf.memory().numDataBuffers;
+    const x = tf.tensor([1.5, -2, 3, 4], [2, 2]);
+    const y = tf.clone(x);
+    expect(tf.memory().numDataBuffers).toBe(before + 1);
+    x.dispose();
+    expect(Array.from(await y.data())).toEqual([1.5, -2, 3, 4]);
+    y.dispose();
+    expect(tf.memory().numDataBuffers).toBe(before);
+  });
+
+  it('keeps saved tensors of a gradient intact when the forward inputs are disposed', async () => {
+    await tf.setBackend('wasm');
+    const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.sigmoid(v), v)));
+    const v = tf.tensor([0.3, -1.2, 2.0]);
+    const wasm = await g(v).data();
+    await tf.setBackend('cpu');
+    const cpu = await g(tf.tensor([0.3, -1.2, 2.0])).data();
+    expectArraysClose(wasm, cpu, 1e-6, 1e-6);
+    await tf.setBackend('wasm');
+  });
+});

@@ -29,7 +29,10 @@ export function demoCommand(): Command {
       .option('--no-full-fine-tune', 'skip the full fine-tuning upper bound'),
   ).action(async (flags: DemoFlags) => {
     await runCommand('demo', flags, async (log) => {
+      const { initBackend } = await import('@scaleot/backend');
       const { runPipeline } = await import('@scaleot/cluster');
+      // The in-process mode computes here (cluster mode in the workers, which pick their own backend).
+      await initBackend(flags.backend);
       const result = await runPipeline({
         outDir: resolve(flags.out),
         redis: flags.inProcess ? false : flags.redis,

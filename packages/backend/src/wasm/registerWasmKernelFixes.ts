@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BackendError } from '../BackendError.js';
 import { batchMatMulWasm } from './batchMatMul.js';
 import { makeGatherV2Wasm } from './gatherV2.js';
+import { identityWasm } from './identity.js';
 import { oneHotWasm } from './oneHot.js';
 import { unsortedSegmentSumWasm } from './unsortedSegmentSum.js';
 
@@ -31,6 +32,7 @@ export function registerWasmKernelFixes(): void {
   replaceKernel('BatchMatMul', batchMatMulWasm);
   replaceKernel('UnsortedSegmentSum', unsortedSegmentSumWasm);
   replaceKernel('OneHot', oneHotWasm);
+  replaceKernel('Identity', identityWasm);
   replaceKernel('GatherV2', makeGatherV2Wasm(shippedGather.kernelFunc), shippedGather.setupFunc);
   registered = true;
 }
