@@ -87,6 +87,31 @@ describe('coordinator API', () => {
     }
     expect(await (await api('/v1/requests', b)).json()).toEqual([]);
 
+    // Status streams as server-sent events to its owner only.
+    expect((await api(`/v1/requests/${request.id}/events`, b)).status).toBe(404);
+    const stream = new AbortController();
+    const seen: string[] = [];
+    const events = (async () => {
+      const res = await api(`/v1/requests/${request.id}/events`, tokens['tenant-a'], { signal: stream.signal });
+      expect(res.headers.get('content-type')).toContain('text/event-stream');
+      const decoder = new TextDecoder();
+      let buffered = '';
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buffered += decoder.decode(chunk, { stream: true });
+          const frames = buffered.split('\n\n');
+          buffered = frames.pop()!;
+          for (const frame of frames) {
+            const data = frame.split('\n').find((l) => l.startsWith('data: '));
+            if (data) seen.push(JSON.parse(data.slice(6)).status);
+          }
+          if (seen.includes('emulator-ready')) break;
+        }
+      } catch (err) {
+        if (!stream.signal.aborted) throw err;
+      }
+    })();
+
     // Tenant A's emulator becomes downloadable once stage 1 and the emulator build ran on the workers.
     const deadline = Date.now() + 150_000;
     let status = request.status;
@@ -97,6 +122,10 @@ describe('coordinator API', () => {
       expect(status).not.toBe('failed');
     }
     expect(status).toBe('emulator-ready');
+    await Promise.race([events, new Promise((r) => setTimeout(r, 10_000))]);
+    stream.abort();
+    expect(seen[0]).toBe(request.status);
+    expect(seen).toContain('emulator-ready');
     const tar = Buffer.from(await (await api(`/v1/requests/${request.id}/emulator.tar`, tokens['tenant-a'])).arrayBuffer());
     expect(unpackTar(tar).map((f) => f.name)).toContain('emulator.json');
     expect((await api(`/v1/requests/${request.id}/emulator.tar`, b)).status).toBe(404);
