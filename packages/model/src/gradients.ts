@@ -15,6 +15,25 @@ export interface GradientResult {
  * of any split of the global batch (micro-batches, worker shards) gives the big-batch gradient of the
  * mean loss exactly (up to float summation order).
  */
+/**
+ * Adds one micro-batch's gradients into `acc` (aligned with `vars`), disposing what it replaces:
+ * gradient accumulation without keeping every micro-batch's tensors alive.
+ */
+export function accumulateGradients(acc: (tf.Tensor | undefined)[], vars: readonly tf.Variable[], grads: tf.NamedTensorMap): void {
+  vars.forEach((v, i) => {
+    const g = grads[v.name];
+    if (!g) return;
+    const prev = acc[i];
+    if (prev === undefined) {
+      acc[i] = g;
+    } else {
+      acc[i] = tf.add(prev, g);
+      prev.dispose();
+      g.dispose();
+    }
+  });
+}
+
 export function computeGradients(model: CausalLM, variables: Map<string, tf.Variable>, batch: TokenBatch, normalizer: number, microBatchSize = batch.rows): GradientResult {
   const names = [...variables.keys()];
   const vars = [...variables.values()];
@@ -28,18 +47,7 @@ export function computeGradients(model: CausalLM, variables: Map<string, tf.Vari
       return tf.variableGrads(() => tf.div(model.lossSum(ids, lossMask), normalizer) as tf.Scalar, vars);
     });
     lossSums.push(value);
-    vars.forEach((v, i) => {
-      const g = grads[v.name];
-      if (!g) return;
-      if (acc[i] === undefined) {
-        acc[i] = g;
-      } else {
-        const prev = acc[i]!;
-        acc[i] = tf.add(prev, g);
-        prev.dispose();
-        g.dispose();
-      }
-    });
+    accumulateGradients(acc, vars, grads);
   }
   let lossSum = 0;
   if (lossSums.length > 0) {

@@ -19,7 +19,7 @@ export { AdamW, type AdamWOptions, type AdamWState } from './AdamW.js';
 export { clipByGlobalNorm, globalNorm } from './clipByGlobalNorm.js';
 export { warmupCosine, type WarmupCosineOptions } from './warmupCosine.js';
 export { tokenBatch, sliceBatch, targetTokens, type TokenBatch } from './TokenBatch.js';
-export { computeGradients, type GradientResult } from './gradients.js';
+export { accumulateGradients, computeGradients, type GradientResult } from './gradients.js';
 export { Trainer, type TrainerOptions, type StepInfo } from './Trainer.js';
 export { DataParallelTrainer, type DataParallelTrainerOptions } from './DataParallelTrainer.js';
 export { useBackend, type BackendChoice } from './useBackend.js';

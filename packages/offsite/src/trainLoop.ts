@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Progress, type Logger } from '@scaleot/core';
 import { SafetensorsFile } from '@scaleot/checkpoint';
-import { AdamW, clipByGlobalNorm, warmupCosine, type CausalLM } from '@scaleot/model';
+import { accumulateGradients, AdamW, clipByGlobalNorm, warmupCosine, type CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { writeArtifactDir } from './artifactDir.js';
 import { shiftedLossSum } from './lmMath.js';
@@ -149,17 +149,7 @@ export async function trainLoop(
         );
         lossTotal += (await value.data())[0];
         value.dispose();
-        vars.forEach((v, i) => {
-          const g = grads[v.name];
-          if (!g) return;
-          if (acc[i] === undefined) acc[i] = g;
-          else {
-            const prev = acc[i]!;
-            acc[i] = tf.add(prev, g);
-            prev.dispose();
-            g.dispose();
-          }
-        });
+        accumulateGradients(acc, vars, grads);
       }
       const gradMap = new Map<string, tf.Tensor>(names.map((n, i) => [n, acc[i] ?? tf.zerosLike(vars[i])]));
       const { grads: clipped, norm } = clipByGlobalNorm(gradMap, hyper.gradClip);

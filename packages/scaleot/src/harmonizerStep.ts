@@ -1,4 +1,4 @@
-import { AdamW, clipByGlobalNorm, crossEntropyPerToken, sliceBatch, type BlockModule, type CausalLM, type TokenBatch } from '@scaleot/model';
+import { accumulateGradients, AdamW, clipByGlobalNorm, crossEntropyPerToken, sliceBatch, type BlockModule, type CausalLM, type TokenBatch } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import type { Harmonizer } from './Harmonizer.js';
 import { ScaleotMethodError } from './ScaleotMethodError.js';
@@ -141,17 +141,7 @@ export function harmonizerGradientStep(
       nllPart = parts[0].dataSync()[0];
       alignPart = parts[1] ? parts[1].dataSync()[0] : 0;
       tf.dispose(parts);
-      vars.forEach((v, i) => {
-        const g = grads[v.name];
-        if (!g) return;
-        if (acc[i] === undefined) acc[i] = g;
-        else {
-          const prev = acc[i]!;
-          acc[i] = tf.add(prev, g);
-          prev.dispose();
-          g.dispose();
-        }
-      });
+      accumulateGradients(acc, vars, grads);
     }
     nllSum += nllPart;
     alignSum += alignPart * rows;
