@@ -396,9 +396,10 @@ function watchParent(queue: Queue, parentId: string, signal?: AbortSignal): { pr
     const check = async () => {
       if (stopped) return;
       try {
-        const job = await Job.fromId(queue, parentId);
-        if (job && (await job.getState()) === 'failed') {
-          reject(new ClusterError('ROUND_FAILED', `the round's jobs failed for good: ${job.failedReason ?? 'unknown reason'}`, { where: `round job ${parentId}`, unrecoverable: false }));
+        if ((await queue.getJobState(parentId)) === 'failed') {
+          // Fetched after the state says failed, so failedReason is the final one.
+          const job = await Job.fromId(queue, parentId);
+          reject(new ClusterError('ROUND_FAILED', `the round's jobs failed for good: ${job?.failedReason ?? 'unknown reason'}`, { where: `round job ${parentId}`, unrecoverable: false }));
           return;
         }
       } catch {

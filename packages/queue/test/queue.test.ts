@@ -44,9 +44,9 @@ function makeWorker(queue: JobQueue, options: Omit<JobWorkerOptions, 'queue' | '
 async function settled(queue: JobQueue, id: string | undefined, timeoutMs = 30_000): Promise<Job> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const job = await queue.queue.getJob(id!);
-    const state = job ? await job.getState() : 'missing';
-    if (job && (state === 'completed' || state === 'failed')) return job;
+    const state = await queue.queue.getJobState(id!);
+    // Read the job only once it has settled: a job object fetched before completion keeps a null returnvalue.
+    if (state === 'completed' || state === 'failed') return (await queue.queue.getJob(id!))!;
     if (Date.now() > deadline) throw new Error(`job ${id} still ${state} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
