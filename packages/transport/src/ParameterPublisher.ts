@@ -1,9 +1,9 @@
-import * as zmq from 'zeromq';
+import type * as zmq from 'zeromq';
 import { createLogger, type Logger } from '@scaleot/core';
-import { applyCurveServer, type CurveServerOptions } from './curve.js';
+import type { CurveServerOptions } from './curve.js';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope.js';
 import { SerialSender } from './SerialSender.js';
-import { applySocketOptions, bindableAddress, type SocketOptions } from './SocketOptions.js';
+import { bindableAddress, routerServer, type SocketOptions } from './SocketOptions.js';
 import { encodeTensorSet, type EncodeOptions } from './tensorCodec.js';
 import type { JsonValue } from './Tensor.js';
 import { TensorSet } from './TensorSet.js';
@@ -57,9 +57,7 @@ export class ParameterPublisher {
   private boundAddress = '';
 
   private constructor(private readonly options: ParameterPublisherOptions) {
-    this.socket = new zmq.Router({ mandatory: true, sendTimeout: 10_000 });
-    applySocketOptions(this.socket, options, 'bind');
-    if (options.curve) applyCurveServer(this.socket, options.curve);
+    this.socket = routerServer(options);
     this.sender = new SerialSender(this.socket);
     this.log = options.logger ?? createLogger('transport.publisher');
   }

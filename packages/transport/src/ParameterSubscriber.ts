@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import * as zmq from 'zeromq';
+import type * as zmq from 'zeromq';
 import { createLogger, type Logger } from '@scaleot/core';
-import { applyCurveClient, type CurveClientOptions } from './curve.js';
+import type { CurveClientOptions } from './curve.js';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope.js';
 import { SerialSender } from './SerialSender.js';
-import { applySocketOptions, resolvedMaxMessageBytes, type SocketOptions } from './SocketOptions.js';
+import { dealerClient, resolvedMaxMessageBytes, type SocketOptions } from './SocketOptions.js';
 import { decodeTensorSet } from './tensorCodec.js';
 import type { JsonValue } from './Tensor.js';
 import type { TensorSet } from './TensorSet.js';
@@ -51,12 +51,9 @@ export class ParameterSubscriber {
   private closed = false;
 
   constructor(private readonly options: ParameterSubscriberOptions) {
-    this.socket = new zmq.Dealer();
-    applySocketOptions(this.socket, options, 'connect');
-    if (options.curve) applyCurveClient(this.socket, options.curve);
+    this.socket = dealerClient(options);
     this.sender = new SerialSender(this.socket);
     this.log = options.logger ?? createLogger('transport.subscriber');
-    this.socket.connect(options.address);
     this.loop = this.receiveLoop();
   }
 

@@ -1,9 +1,9 @@
-import * as zmq from 'zeromq';
+import type * as zmq from 'zeromq';
 import { createLogger, type Logger } from '@scaleot/core';
-import { applyCurveServer, type CurveServerOptions } from './curve.js';
+import type { CurveServerOptions } from './curve.js';
 import { decodeEnvelope, encodeEnvelope, resultKeyString, type Envelope, type ResultKey } from './envelope.js';
 import { SerialSender } from './SerialSender.js';
-import { applySocketOptions, bindableAddress, resolvedMaxMessageBytes, type SocketOptions } from './SocketOptions.js';
+import { bindableAddress, routerServer, resolvedMaxMessageBytes, type SocketOptions } from './SocketOptions.js';
 import { decodeTensorSet } from './tensorCodec.js';
 import type { JsonValue } from './Tensor.js';
 import type { TensorSet } from './TensorSet.js';
@@ -59,9 +59,7 @@ export class ResultCollector {
   private boundAddress = '';
 
   private constructor(private readonly options: ResultCollectorOptions) {
-    this.socket = new zmq.Router({ mandatory: true, sendTimeout: 10_000 });
-    applySocketOptions(this.socket, options, 'bind');
-    if (options.curve) applyCurveServer(this.socket, options.curve);
+    this.socket = routerServer(options);
     this.sender = new SerialSender(this.socket);
     this.log = options.logger ?? createLogger('transport.collector');
   }

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import * as zmq from 'zeromq';
+import type * as zmq from 'zeromq';
 import { createLogger, type Logger } from '@scaleot/core';
-import { applyCurveClient, type CurveClientOptions } from './curve.js';
+import type { CurveClientOptions } from './curve.js';
 import { decodeEnvelope, encodeEnvelope, type Envelope, type ResultKey } from './envelope.js';
 import { SerialSender } from './SerialSender.js';
-import { applySocketOptions, type SocketOptions } from './SocketOptions.js';
+import { dealerClient, type SocketOptions } from './SocketOptions.js';
 import { encodeTensorSet, framesByteLength, type EncodeOptions } from './tensorCodec.js';
 import type { JsonValue } from './Tensor.js';
 import type { TensorSet } from './TensorSet.js';
@@ -58,12 +58,9 @@ export class ResultSender {
   private closed = false;
 
   constructor(private readonly options: ResultSenderOptions) {
-    this.socket = new zmq.Dealer();
-    applySocketOptions(this.socket, options, 'connect');
-    if (options.curve) applyCurveClient(this.socket, options.curve);
+    this.socket = dealerClient(options);
     this.sender = new SerialSender(this.socket);
     this.log = options.logger ?? createLogger('transport.sender');
-    this.socket.connect(options.address);
     this.loop = this.receiveLoop();
   }
 

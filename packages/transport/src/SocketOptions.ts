@@ -1,4 +1,5 @@
-import type * as zmq from 'zeromq';
+import * as zmq from 'zeromq';
+import { applyCurveClient, applyCurveServer, type CurveClientOptions, type CurveServerOptions } from './curve.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from './tensorCodec.js';
 
 /** Options every pattern socket accepts. */
@@ -38,3 +39,21 @@ export function applySocketOptions(socket: zmq.Socket, options: SocketOptions, s
 export function bindableAddress(address: string): string {
   return address.replace(/:0$/, ':*');
 }
+
+/** The coordinator end of a request/answer pattern: a ROUTER with our options and, optionally, CURVE. */
+export function routerServer(options: SocketOptions & { curve?: CurveServerOptions }): zmq.Router {
+  const socket = new zmq.Router({ mandatory: true, sendTimeout: 10_000 });
+  applySocketOptions(socket, options, 'bind');
+  if (options.curve) applyCurveServer(socket, options.curve);
+  return socket;
+}
+
+/** The worker end: a DEALER with our options and, optionally, CURVE, connected to `address`. */
+export function dealerClient(options: SocketOptions & { curve?: CurveClientOptions; address: string }): zmq.Dealer {
+  const socket = new zmq.Dealer();
+  applySocketOptions(socket, options, 'connect');
+  if (options.curve) applyCurveClient(socket, options.curve);
+  socket.connect(options.address);
+  return socket;
+}
+
