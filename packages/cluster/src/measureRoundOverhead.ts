@@ -14,7 +14,7 @@ export interface RoundOverheadOptions {
   /** Rounds timed (one more runs first as warm-up: model load, wasm compile). Default 3. */
   rounds?: number;
   redis?: string;
-  /** Stage-1 settings of the timed rounds. Default: batch 16 × 128 tokens, 3 rollouts of 8 windows. */
+  /** Stage-1 settings of the timed rounds. Default: stage 1's own (batch 16 × the model's context), 3 rollouts of 8 windows. */
   stage1?: Partial<Stage1HyperParameters>;
   modelDir?: string;
   dataRoot?: string;
@@ -67,7 +67,6 @@ export async function measureRoundOverhead(options: RoundOverheadOptions = {}): 
       steps: rounds + 1,
       batchSize: 16,
       microBatchSize: 4,
-      seqLen: 128,
       rlBatchSize: 8,
       candidates: 3,
       warmupSteps: 1,
