@@ -18,6 +18,13 @@ let http: string;
 let coordinator: SpawnedProcess;
 const workers: SpawnedProcess[] = [];
 
+/** The fields of a request's public view these tests read. */
+interface RequestView {
+  id: string;
+  tenant: string;
+  status: string;
+}
+
 const api = (path: string, token?: string, init: RequestInit = {}) =>
   fetch(`${http}${path}`, { ...init, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.body && typeof init.body === 'string' ? { 'content-type': 'application/json' } : {}), ...init.headers } });
 
@@ -51,7 +58,7 @@ describe('coordinator API', () => {
   it('serves probes, the OpenAPI document and metrics with the queue depth (coordinator and worker)', async () => {
     expect((await api('/healthz')).status).toBe(200);
     expect((await api('/readyz')).status).toBe(200);
-    const doc = await (await api('/openapi.json')).json();
+    const doc = (await (await api('/openapi.json')).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths)).toContain('/v1/requests/{id}');
     const metrics = await (await api('/metrics')).text();
@@ -67,7 +74,7 @@ describe('coordinator API', () => {
     expect((await api('/v1/requests', 'not-a-token-at-all-xxxxxxxxxxxx')).status).toBe(401);
     const created = await api('/v1/requests', tokens['tenant-a'], { method: 'POST', body: JSON.stringify({ baseModel: 'sotu-gpt2-tiny', preset: { nAdapter: 4, alpha: 0.5, beta: 0.25 }, task: 'moby' }) });
     expect(created.status).toBe(201);
-    const request = await created.json();
+    const request = (await created.json()) as RequestView;
     expect(request.tenant).toBe('tenant-a');
     const bad = await api('/v1/requests', tokens['tenant-a'], { method: 'POST', body: JSON.stringify({ baseModel: '../etc', preset: { nAdapter: 4, alpha: 2, beta: 0 }, task: 'moby' }) });
     expect(bad.status).toBe(400);
@@ -117,7 +124,7 @@ describe('coordinator API', () => {
     let status = request.status;
     while (status !== 'emulator-ready' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 1000));
-      const current = await (await api(`/v1/requests/${request.id}`, tokens['tenant-a'])).json();
+      const current = (await (await api(`/v1/requests/${request.id}`, tokens['tenant-a'])).json()) as RequestView;
       status = current.status;
       expect(status).not.toBe('failed');
     }

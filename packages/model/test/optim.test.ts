@@ -33,7 +33,7 @@ describe('AdamW', () => {
     const bias = tf.variable(tf.tensor1d(Array.from({ length: 4 }, () => r() - 0.5)));
     const o = { b1: 0.9, b2: 0.95, eps: 1e-8, wd: 0.1 };
     const opt = new AdamW(
-      new Map([
+      new Map<string, tf.Variable>([
         ['w', mat],
         ['b', bias],
       ]),
@@ -73,7 +73,7 @@ describe('AdamW', () => {
     const mat2 = tf.variable(mat.clone());
     const bias2 = tf.variable(bias.clone());
     const opt2 = new AdamW(
-      new Map([
+      new Map<string, tf.Variable>([
         ['w', mat2],
         ['b', bias2],
       ]),
@@ -134,7 +134,7 @@ describe('Trainer', () => {
     const mask = rows.map(() => Array.from({ length: 9 }, () => (r() < 0.6 ? 1 : 0)));
     mask[3] = mask[3].map(() => 0); // a micro-batch row with no targets at all
     const batch = tokenBatch(rows, mask);
-    const tokens = mask.flat().reduce((a, b) => a + b, 0);
+    const tokens = mask.flat().reduce((a: number, b) => a + b, 0);
     const vars = model.namedWeights();
     const big = computeGradients(model, vars, batch, tokens, 8);
     const small = computeGradients(model, vars, batch, tokens, 2);

@@ -73,7 +73,7 @@ describe('harmonizer', () => {
     expect(Array.from(y.dataSync())).toEqual(Array.from(x.dataSync()));
     expect([...h.namedVariables().keys()]).toEqual(['ln.weight', 'ln.bias', 'down.weight', 'down.bias', 'up.weight', 'up.bias'].map((n) => `harmonizers.3.${n}`));
     expect(h.rank).toBe(8);
-    const down = h.downWeight.dataSync();
+    const down = h.downWeight.dataSync() as Float32Array;
     const std = Math.sqrt(down.reduce((s, v) => s + v * v, 0) / down.length);
     expect(std).toBeGreaterThan(0.015);
     expect(std).toBeLessThan(0.025);
