@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { atomicWriteJson, createLogger, Progress, type Logger } from '@scaleot/core';
-import { createRng, Rng } from '@scaleot/data';
+import { Rng } from '@scaleot/data';
 import { warmupCosine } from '@scaleot/model';
 import { sourceModelInfo } from '@scaleot/offsite';
 import { JobQueue, JobWorker, type FlowSpec, type RedisConnection } from '@scaleot/queue';
@@ -13,6 +13,7 @@ import {
   Harmonizer,
   HarmonizerOptimizer,
   hasStage1State,
+  initialStage1State,
   loadStage1State,
   readStage1,
   reinforceUpdate,
@@ -184,14 +185,7 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
     for (const i of layout.middle) harmonizers.set(i, new Harmonizer(i, source.nEmbd, { rank: hyper.rank, eps, seed: hyper.seed, initStd: hyper.initStd }));
     optimizer = new HarmonizerOptimizer(harmonizers, { weightDecay: hyper.weightDecay });
 
-    const root = createRng(hyper.seed);
-    let state: ClusterStage1State = {
-      step: 0,
-      scores: new Array<number>(source.nLayer).fill(0),
-      rng: { mask: root.fork().state, train: root.fork().state, val: root.fork().state },
-      log: [],
-      seconds: 0,
-    };
+    let state: ClusterStage1State = initialStage1State(hyper.seed, source.nLayer);
     if ((opts.resume ?? true) && hasStage1State(checkpointDir)) {
       state = await loadStage1State(checkpointDir, fingerprint, harmonizers, optimizer, CLUSTER_STAGE1_STATE);
       log.info({ round: state.step, epoch }, 'resuming stage 1 from the last completed round');

@@ -24,6 +24,7 @@ export {
   saveStage1State,
   loadStage1State,
   hasStage1State,
+  initialStage1State,
   STAGE1_STATE,
   type Stage1ArtifactsInput,
   type Stage1State,

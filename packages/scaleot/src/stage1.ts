@@ -168,6 +168,22 @@ export interface Stage1State {
   seconds: number;
 }
 
+/**
+ * The state of a stage-1 run before its first step: zero scores and the mask, training-window and
+ * held-out-window RNG streams forked from the seed (the single-process and distributed runs must
+ * start from the same state to give the same result).
+ */
+export function initialStage1State(seed: number, nLayer: number): Stage1State {
+  const root = createRng(seed);
+  return {
+    step: 0,
+    scores: new Array<number>(nLayer).fill(0),
+    rng: { mask: root.fork().state, train: root.fork().state, val: root.fork().state },
+    log: [],
+    seconds: 0,
+  };
+}
+
 /** How one kind of stage-1 checkpoint is tagged on disk and which errors a bad one raises. */
 export interface Stage1StateFormat {
   /** The `format` field of state.json. */
@@ -265,14 +281,7 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
     optimizer = new HarmonizerOptimizer(harmonizers, { weightDecay: hyper.weightDecay });
     const fingerprint = { source: source.sha256, hyper, streams: { train: streams.train.length, val: streams.val.length } };
 
-    const root = createRng(hyper.seed);
-    let state: Stage1State = {
-      step: 0,
-      scores: new Array<number>(config.nLayer).fill(0),
-      rng: { mask: root.fork().state, train: root.fork().state, val: root.fork().state },
-      log: [],
-      seconds: 0,
-    };
+    let state = initialStage1State(hyper.seed, config.nLayer);
     if ((opts.resume ?? true) && hasStage1State(checkpointDir)) {
       state = await loadStage1State(checkpointDir, fingerprint, harmonizers, optimizer);
     }
