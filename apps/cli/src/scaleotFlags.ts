@@ -19,6 +19,7 @@ export interface ScaleotFlags {
   beta: number;
   mode: 'replace' | 'drop' | 'uniform-replace';
   srcStorage: 'dense' | 'factors';
+  srcTargets: string[];
 }
 
 export function withScaleotFlags(cmd: Command): Command {
@@ -27,7 +28,13 @@ export function withScaleotFlags(cmd: Command): Command {
     .option('--alpha <x>', 'scaleot: fraction of each group of 4 middle blocks replaced by harmonizers', fraction, 0.5)
     .option('--beta <x>', 'scaleot: fraction of rank removed from attention projections of raw middle blocks (SRC)', fraction, 0)
     .addOption(new Option('--mode <m>', 'scaleot: replace (ScaleOT), drop (dynamic LayerDrop) or uniform-replace (ablations)').choices(['replace', 'drop', 'uniform-replace']).default('replace'))
-    .addOption(new Option('--src-storage <s>', 'scaleot: store compressed matrices dense or as factors').choices(['dense', 'factors']).default('dense'));
+    .addOption(new Option('--src-storage <s>', 'scaleot: store compressed matrices dense or as factors').choices(['dense', 'factors']).default('dense'))
+    .option(
+      '--src-targets <list>',
+      'scaleot: block-relative weights SRC compresses (e.g. attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj to weaken the emulator further)',
+      (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean),
+      ['attn.c_attn', 'attn.c_proj'],
+    );
 }
 
 /** Builds a ScaleOT emulator artifact from the flags. */
@@ -43,6 +50,7 @@ export async function buildScaleotFromFlags(modelDir: string, outDir: string, fl
     beta: flags.beta,
     mode: flags.mode,
     srcStorage: flags.srcStorage,
+    srcTargets: flags.srcTargets,
     overwrite,
   });
 }

@@ -95,11 +95,14 @@ describe('scaleot CLI', () => {
     expect(scores).toHaveLength(12);
     expect(await readdir(stage1)).toEqual(expect.arrayContaining(['manifest.json', 'scores.json', 'harmonizers.safetensors', 'stage1-log.jsonl', 'importance.svg', 'trajectories.svg']));
 
-    const emu = await scaleot(['emulate', '--method', 'scaleot', '--stage1', stage1, '--alpha', '0.5', '--beta', '0.5', '--adapters', '0,1,10,11', '--out', join(work, 'scaleot-emu'), '--json']);
+    const emu = await scaleot(['emulate', '--method', 'scaleot', '--stage1', stage1, '--alpha', '0.5', '--beta', '0.5', '--adapters', '0,1,10,11', '--src-targets', 'attn.c_attn,mlp.c_fc', '--out', join(work, 'scaleot-emu'), '--json']);
     expect(emu.code).toBe(0);
     const plan = lastJson(emu.stdout).plan as { replaced: number[]; raw: number[] };
     expect(plan.replaced).toHaveLength(4); // round(0.5·4) in each of the two groups of 4 middle blocks
     expect(plan.raw).toHaveLength(4);
+    const src = JSON.parse(await readFile(join(work, 'scaleot-emu', 'emulator.json'), 'utf8')).compression.src as { targets: string[]; ranks: Record<string, number> };
+    expect(src.targets).toEqual(['attn.c_attn', 'mlp.c_fc']);
+    expect(Object.keys(src.ranks).sort()).toEqual(plan.raw.flatMap((i) => [`transformer.h.${i}.attn.c_attn.weight`, `transformer.h.${i}.mlp.c_fc.weight`]).sort());
 
     const small = ['--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--max-train-rows', '4', '--warmup', '1'];
     const rep = await scaleot(['report', '--method', 'scaleot', '--stage1', stage1, '--alpha', '0.5', '--beta', '0', '--task', 'moby', '--out', join(work, 'scaleot-report'), '--max-blocks', '2', '--no-full-fine-tune', ...small, '--json']);
