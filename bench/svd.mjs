@@ -1,11 +1,10 @@
 // Our float64 SVD (the one Selective Rank Compression uses) vs NumPy's LAPACK SVD on the same
 // matrices: time, singular-value agreement, and the Eckart–Young check at SRC's β = 0.5 rank.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { emitJson, fmt, importPackage, log, median, mulberry32, repoRoot, table } from './lib/common.mjs';
-import { ensurePythonPeer, PYTHON } from './lib/python.mjs';
+import { ensurePythonPeer, runPythonScript } from './lib/python.mjs';
 
 export const description =
   'SVD for Selective Rank Compression: ours (float64 JS, 1 thread) vs NumPy/LAPACK on GPT-2 attention shapes';
@@ -32,28 +31,6 @@ function gaussianFloat32(m, n, seed) {
     if (i + 1 < a.length) a[i + 1] = radius * Math.sin(angle);
   }
   return a;
-}
-
-function runNumpy(file, m, n, repeats, blasThreads) {
-  const script = path.join(repoRoot, 'tools', 'reference', 'svd_reference.py');
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [script, '--matrix', file, '--m', String(m), '--n', String(n), '--repeats', String(repeats)], {
-      env: { ...process.env, OPENBLAS_NUM_THREADS: String(blasThreads), OMP_NUM_THREADS: String(blasThreads) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) {
-        reject(new Error(`svd_reference.py exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
-        return;
-      }
-      resolve(JSON.parse(stdout.trim().split('\n').pop()));
-    });
-  });
 }
 
 /** ‖A − A_r‖_F for A_r = lowRankApproximation(A, r). */
@@ -109,7 +86,12 @@ export async function main(opts) {
         writeFileSync(file, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
         log(`${m}×${n}: NumPy (OpenBLAS ${opts['blas-threads']} thread(s)), ${opts.repeats} decompositions`);
         try {
-          const reference = await runNumpy(file, m, n, opts.repeats, opts['blas-threads']);
+          const threads = String(opts['blas-threads']);
+          const reference = await runPythonScript(
+            path.join(repoRoot, 'tools', 'reference', 'svd_reference.py'),
+            ['--matrix', file, '--m', String(m), '--n', String(n), '--repeats', String(opts.repeats)],
+            { OPENBLAS_NUM_THREADS: threads, OMP_NUM_THREADS: threads },
+          );
           row.numpy_s = reference.median_s;
           row.numpy_times_s = reference.times_s;
           row.ratio = row.ours_s / reference.median_s;

@@ -3,6 +3,7 @@
 // registry and Debian apt.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
+import path from 'node:path';
 import { log } from './common.mjs';
 
 const BLAS_ALTERNATIVE = '/etc/alternatives/libblas.so.3-x86_64-linux-gnu';
@@ -93,4 +94,35 @@ export async function ensurePythonPeer({ label, packages, probe, install = true 
   }
   status.available = true;
   return status;
+}
+
+/**
+ * Runs a Python script with PYTHON (its stderr echoed); resolves to the JSON object on the last
+ * stdout line, rejects with the stderr tail when it fails or prints none.
+ */
+export function runPythonScript(script, args, env = {}) {
+  const name = path.basename(script);
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+      process.stderr.write(chunk);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const last = stdout.trim().split('\n').pop();
+      if (code !== 0 || !last) {
+        reject(new Error(`${name} exited with ${code}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(last));
+      } catch {
+        reject(new Error(`${name} printed no JSON result: ${last.slice(0, 200)}`));
+      }
+    });
+  });
 }

@@ -1,9 +1,8 @@
 // The PyTorch peer: Debian python3-torch with OpenBLAS (pthread build), installed with apt when
 // missing, and a runner for tools/pytorch/gpt2_step.py.
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { repoRoot } from './common.mjs';
-import { ensurePythonPeer, PYTHON } from './python.mjs';
+import { ensurePythonPeer, runPythonScript } from './python.mjs';
 
 export const APT_PACKAGES = ['python3-torch', 'libopenblas0-pthread'];
 
@@ -29,30 +28,5 @@ export async function runPyTorchStep({ modelDir, batch, seq, seed, steps, warmup
     '--steps', String(steps), '--warmup', String(warmup), '--threads', String(torchThreads),
   ];
   if (reference) args.push('--reference', reference, '--reference-key', referenceKey);
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, args, {
-      env: { ...process.env, OPENBLAS_NUM_THREADS: String(blasThreads), OMP_NUM_THREADS: String(torchThreads) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-      process.stderr.write(chunk);
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const last = stdout.trim().split('\n').pop();
-      if (code !== 0 || !last) {
-        reject(new Error(`gpt2_step.py exited with ${code}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(last));
-      } catch {
-        reject(new Error(`gpt2_step.py printed no JSON result: ${last.slice(0, 200)}`));
-      }
-    });
-  });
+  return runPythonScript(script, args, { OPENBLAS_NUM_THREADS: String(blasThreads), OMP_NUM_THREADS: String(torchThreads) });
 }
