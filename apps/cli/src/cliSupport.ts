@@ -71,3 +71,13 @@ export async function runCommand<T = unknown>(
     throw err;
   }
 }
+
+/**
+ * `@scaleot/offsite` with every emulator block kind this distribution ships registered (ScaleOT's
+ * harmonizers and factored SRC blocks come from `@scaleot/scaleot`, which offsite cannot import):
+ * every command that loads an emulator someone else built imports offsite through here.
+ */
+export async function importOffsite(): Promise<typeof import('@scaleot/offsite')> {
+  await import('@scaleot/scaleot');
+  return import('@scaleot/offsite');
+}

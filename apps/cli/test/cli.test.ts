@@ -105,6 +105,14 @@ describe('scaleot CLI', () => {
     expect(Object.keys(src.ranks).sort()).toEqual(plan.raw.flatMap((i) => [`transformer.h.${i}.attn.c_attn.weight`, `transformer.h.${i}.mlp.c_fc.weight`]).sort());
 
     const small = ['--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--max-train-rows', '4', '--warmup', '1'];
+    // A ScaleOT emulator is usable by the data owner's own commands (its harmonizer and SRC blocks are registered there too).
+    const evaluated = await scaleot(['eval', '--emulator', join(work, 'scaleot-emu'), '--task', 'moby', '--max-blocks', '1', '--json']);
+    expect(evaluated.stderr).not.toContain('UNKNOWN_BLOCK_KIND');
+    expect(evaluated.code).toBe(0);
+    expect(Number.isFinite(lastJson(evaluated.stdout).value)).toBe(true);
+    const tuned = await scaleot(['tune', '--emulator', join(work, 'scaleot-emu'), '--task', 'moby', '--out', join(work, 'scaleot-adapter'), ...small, '--json']);
+    expect(tuned.code).toBe(0);
+
     const rep = await scaleot(['report', '--method', 'scaleot', '--stage1', stage1, '--alpha', '0.5', '--beta', '0', '--task', 'moby', '--out', join(work, 'scaleot-report'), '--max-blocks', '2', '--no-full-fine-tune', ...small, '--json']);
     expect(rep.code).toBe(0);
     const report = lastJson(rep.stdout);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
+import { importOffsite, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 
 interface EvalFlags extends GlobalOptions {
@@ -29,7 +29,7 @@ export function evalCommand(): Command {
   ).action(async (flags: EvalFlags) => {
     await runCommand('eval', flags, async (log) => {
       const { initBackend } = await import('@scaleot/backend');
-      const { evaluate } = await import('@scaleot/offsite');
+      const { evaluate } = await importOffsite();
       await initBackend(flags.backend);
       const modelDir = flags.emulator ? undefined : (flags.model ?? SHIPPED_MODEL_DIR);
       const r = await evaluate({

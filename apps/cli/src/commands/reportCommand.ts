@@ -3,7 +3,7 @@ import type { LayerSelection } from '@scaleot/offsite';
 import { Command, Option } from 'commander';
 import { join, resolve } from 'node:path';
 import { adapterOptions } from '../adapterFlags.js';
-import { intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
+import { intList, nonNegativeInt, positiveInt, importOffsite, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 import { buildScaleotFromFlags, withScaleotFlags, type ScaleotFlags } from '../scaleotFlags.js';
 import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
@@ -50,7 +50,7 @@ export function reportCommand(): Command {
   return withGlobalOptions(withScaleotFlags(withTrainFlags(cmd))).action(async (flags: ReportFlags) => {
     await runCommand('report', flags, async (log) => {
       const { initBackend } = await import('@scaleot/backend');
-      const { fiveNumberReport, renderReportMarkdown } = await import('@scaleot/offsite');
+      const { fiveNumberReport, renderReportMarkdown } = await importOffsite();
       await initBackend(flags.backend);
       const selection: LayerSelection = Object.fromEntries(
         Object.entries({ keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop }).filter(([, v]) => v !== undefined),

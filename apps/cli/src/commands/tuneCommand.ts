@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
+import { importOffsite, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR } from '../paths.js';
 import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
 
@@ -29,7 +29,7 @@ export function tuneCommand(): Command {
   return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: TuneFlags) => {
     await runCommand('tune', flags, async (log) => {
       const { initBackend } = await import('@scaleot/backend');
-      const { tuneAdapter } = await import('@scaleot/offsite');
+      const { tuneAdapter } = await importOffsite();
       await initBackend(flags.backend);
       const r = await tuneAdapter({
         emulatorDir: flags.emulator,
