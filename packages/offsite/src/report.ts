@@ -97,6 +97,9 @@ export async function fiveNumberReport(opts: FiveNumberReportOptions): Promise<F
     const t0 = performance.now();
     const out = await fn();
     timings[name] = (performance.now() - t0) / 1000;
+    // Evaluations end with their number: a long report shows each one as soon as it is known.
+    const value = (out as { value?: unknown } | undefined)?.value;
+    if (typeof value === 'number') opts.logger?.info({ phase: name, value }, `report: ${name} = ${value}`);
     opts.onPhase?.(name, 'end', timings[name]);
     return out;
   };
