@@ -3,7 +3,7 @@ import type { LayerSelection } from '@scaleot/offsite';
 import { Command, Option } from 'commander';
 import { join, resolve } from 'node:path';
 import { adapterOptions } from '../adapterFlags.js';
-import { intList, nonNegativeInt, positiveInt, importOffsite, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
+import { importOffsite, intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 import { buildScaleotFromFlags, withScaleotFlags, type ScaleotFlags } from '../scaleotFlags.js';
 import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
