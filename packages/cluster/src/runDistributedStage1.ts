@@ -24,7 +24,7 @@ import {
   STAGE1_MANIFEST,
   writeStage1Artifacts,
   type Stage1HyperParameters,
-  type Stage1Manifest,
+  type Stage1Result,
   type Stage1StepLog,
 } from '@scaleot/scaleot';
 import { createTensor, ParameterPublisher, ResultCollector, TensorSet, TransportError, type JsonValue } from '@scaleot/transport';
@@ -91,18 +91,10 @@ export interface DistributedStage1Options extends Partial<Stage1HyperParameters>
   logger?: Logger;
 }
 
-export interface DistributedStage1Result {
-  completed: boolean;
-  outDir: string;
-  manifest?: Stage1Manifest;
-  /** By original block index. */
-  scores: number[];
-  log: Stage1StepLog[];
-  steps: number;
-  resumedFrom: number;
+/** The single-process result plus the coordinator's epoch and per-round timings. */
+export interface DistributedStage1Result extends Stage1Result {
   epoch: number;
   timings: RoundTiming[];
-  seconds: number;
 }
 
 const EPOCH_FILE = 'coordinator-epoch.json';
