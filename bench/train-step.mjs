@@ -228,7 +228,7 @@ export async function main(opts) {
     peak_rss_per_param_byte: rssRatio,
     load_peak_rss_ratio: rssRatio,
     rss: rss.map((r) => ({ model: r.model, param_bytes: r.param_bytes, load_s: r.load_s, rss_per_param_byte: r.rss_per_param_byte, hwm_reset: r.hwm_reset })),
-    torch: torchStatus ? { available: torchStatus.available, version: torchStatus.torchVersion, blas: torchStatus.blas, apt_installed: torchStatus.aptInstalled } : null,
+    torch: torchStatus ? { available: torchStatus.available, version: torchStatus.version, blas: torchStatus.blas, apt_installed: torchStatus.aptInstalled } : null,
     ...shape,
     errors,
   });

@@ -8,16 +8,15 @@ export const APT_PACKAGES = ['python3-torch', 'libopenblas0-pthread'];
 
 /**
  * Makes sure `import torch` works and OpenBLAS is the BLAS (see ensurePythonPeer). Returns
- * { available, torchVersion, aptInstalled, blas, reason }.
+ * { available, version (torch's), aptInstalled, blas, reason }.
  */
-export async function ensurePyTorch({ install = true } = {}) {
-  const status = await ensurePythonPeer({
+export function ensurePyTorch({ install = true } = {}) {
+  return ensurePythonPeer({
     label: 'PyTorch peer',
     packages: APT_PACKAGES,
     probe: 'import numpy, torch; print(torch.__version__)',
     install,
   });
-  return { ...status, torchVersion: status.version };
 }
 
 /** Runs tools/pytorch/gpt2_step.py; resolves to its JSON result (throws with its stderr tail on failure). */
