@@ -1,5 +1,5 @@
 import { InvalidInputError } from '@scaleot/core';
-import { readModelConfig } from '@scaleot/checkpoint';
+import { readModelConfig } from '@scaleot/model';
 import type { AdapterLayoutOptions } from '@scaleot/offsite';
 
 /**

@@ -19,7 +19,8 @@ export interface ScaleotFlags {
   beta: number;
   mode: 'replace' | 'drop' | 'uniform-replace';
   srcStorage: 'dense' | 'factors';
-  srcTargets: string[];
+  /** Default: the model family's attention projections. */
+  srcTargets?: string[];
 }
 
 export function withScaleotFlags(cmd: Command): Command {
@@ -31,9 +32,8 @@ export function withScaleotFlags(cmd: Command): Command {
     .addOption(new Option('--src-storage <s>', 'scaleot: store compressed matrices dense or as factors').choices(['dense', 'factors']).default('dense'))
     .option(
       '--src-targets <list>',
-      'scaleot: block-relative weights SRC compresses (e.g. attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj to weaken the emulator further)',
+      "scaleot: block-relative modules SRC compresses (default: the family's attention projections — GPT-2 attn.c_attn,attn.c_proj; OPT/LLaMA self_attn.{q,k,v}_proj and out_proj/o_proj; add the MLP's to weaken the emulator further)",
       (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean),
-      ['attn.c_attn', 'attn.c_proj'],
     );
 }
 

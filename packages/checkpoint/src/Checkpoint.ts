@@ -2,9 +2,10 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { CheckpointError } from './CheckpointError.js';
 import { elementCount } from './dtypes.js';
-import { canonicalName, readModelConfig, type ModelConfig } from './modelConfig.js';
+import { readConfigJson } from './modelConfig.js';
+import type { ParameterSpec } from './modelTypes.js';
 import { SafetensorsFile, type TensorInfo } from './SafetensorsFile.js';
-import { validateParameters } from './validateParameters.js';
+import { validateParameters, type TensorNaming } from './validateParameters.js';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
@@ -26,29 +27,29 @@ function isPlainFileName(name: string): boolean {
  * A Hugging Face model directory: config.json plus model.safetensors, or
  * model.safetensors.index.json plus its shards (when both exist, model.safetensors wins, as in
  * transformers). Every shard header is validated at open; tensors are read on demand.
- * Tensor names are the stored ones; lookups also accept the other prefix form
- * (`transformer.h.0…` for a bare `h.0…` and back).
+ * Tensor names are the stored ones; once `validate` has mapped them, lookups also accept the canonical
+ * names (`transformer.h.0…` for a bare `h.0…`). What the config means is the model family's business.
  */
 export class Checkpoint {
   readonly dir: string;
-  readonly config: ModelConfig;
+  /** config.json as read (a JSON object), and its path. */
+  readonly rawConfig: Record<string, unknown>;
+  readonly configFile: string;
   /** model.safetensors or the index file: what the checkpoint's tensor list comes from. */
   readonly weightsFile: string;
   private readonly files: SafetensorsFile[];
   private readonly byName: Map<string, SafetensorsFile>;
-  /** Canonical name → stored name, so either prefix form finds a tensor. */
-  private readonly byCanonical = new Map<string, string>();
+  /** Canonical name → stored name and the family's naming (set by `validate`), so either prefix form finds a tensor. */
+  private byCanonical = new Map<string, string>();
+  private naming: TensorNaming | undefined;
 
-  private constructor(dir: string, config: ModelConfig, weightsFile: string, files: SafetensorsFile[], byName: Map<string, SafetensorsFile>) {
+  private constructor(dir: string, config: { raw: Record<string, unknown>; file: string }, weightsFile: string, files: SafetensorsFile[], byName: Map<string, SafetensorsFile>) {
     this.dir = dir;
-    this.config = config;
+    this.rawConfig = config.raw;
+    this.configFile = config.file;
     this.weightsFile = weightsFile;
     this.files = files;
     this.byName = byName;
-    for (const stored of byName.keys()) {
-      const canonical = canonicalName(config, stored);
-      if (!this.byCanonical.has(canonical)) this.byCanonical.set(canonical, stored);
-    }
   }
 
   static async open(dir: string): Promise<Checkpoint> {
@@ -62,7 +63,7 @@ export class Checkpoint {
     if (!isDir) {
       throw new CheckpointError('NOT_A_CHECKPOINT', root, 'is not a directory; pass the model directory that holds config.json and the weights, not a file.');
     }
-    const config = await readModelConfig(root);
+    const config = await readConfigJson(root);
     const single = join(root, SINGLE_FILE_NAME);
     const index = join(root, INDEX_FILE_NAME);
     if (await isFile(single)) {
@@ -116,23 +117,38 @@ export class Checkpoint {
     return n;
   }
 
+  /** The opened weight files, in shard-name order (one for a single-file checkpoint). */
+  shards(): readonly SafetensorsFile[] {
+    return this.files;
+  }
+
   /** The shard files, in shard-name order (one for a single-file checkpoint). */
   shardFiles(): string[] {
     return this.files.map((f) => f.path);
   }
 
   /**
-   * Checks that every parameter the config expects exists with the right shape and a float dtype
-   * (stored with or without the `transformer.` prefix; HF buffers such as attn.bias are ignored;
-   * lm_head.weight is optional when tied, and checked when present). Extra tensors are allowed.
-   * Returns canonical name → stored name.
+   * Checks the stored tensors against the parameters a config implies (`specs` and `naming` come from
+   * the model family): every parameter present with the right shape and a float dtype, nothing extra,
+   * buffers ignored, a tied head optional and checked when present. Returns canonical name → stored
+   * name, and from then on lookups accept canonical names.
    */
-  validate(): Map<string, string> {
-    return validateParameters(
-      this.config,
+  validate(specs: ParameterSpec[], naming: TensorNaming, described?: string): Map<string, string> {
+    const map = validateParameters(
+      specs,
+      naming,
       this.names().map((name) => this.byName.get(name)!.info(name)),
       this.weightsFile,
+      described,
     );
+    this.byCanonical = map;
+    this.naming = naming;
+    return map;
+  }
+
+  /** The file that stores a tensor (stored or canonical name). */
+  fileOf(name: string): SafetensorsFile {
+    return this.lookup(name)[1];
   }
 
   async close(): Promise<void> {
@@ -141,7 +157,7 @@ export class Checkpoint {
 
   private resolveName(name: string): string | undefined {
     if (this.byName.has(name)) return name;
-    return this.byCanonical.get(canonicalName(this.config, name));
+    return this.byCanonical.get(this.naming ? this.naming.canonicalName(name) : name);
   }
 
   private lookup(name: string): [string, SafetensorsFile] {

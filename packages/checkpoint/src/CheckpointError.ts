@@ -17,6 +17,8 @@ export type CheckpointErrorCode =
   | 'MISSING_TENSOR'
   | 'SHAPE_MISMATCH'
   | 'BAD_CONFIG'
+  | 'UNEXPECTED_TENSOR'
+  | 'TIED_WEIGHTS_DIFFER'
   | 'NOT_A_CHECKPOINT';
 
 export interface CheckpointErrorOptions {

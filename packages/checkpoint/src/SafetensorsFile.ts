@@ -71,6 +71,25 @@ export class SafetensorsFile {
     }
   }
 
+  /** Every tensor of a float file as float32 (F16/BF16 upcast), by name, in storage order. */
+  static async readAllFloat32(path: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+    const file = await SafetensorsFile.open(path);
+    try {
+      const out = new Map<string, { shape: number[]; data: Float32Array }>();
+      for (const name of file.names()) out.set(name, { shape: file.info(name).shape.slice(), data: await file.readFloat32(name) });
+      return out;
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** The 8-byte length and the JSON header exactly as stored (a plug-in copies them verbatim). */
+  async headerBytes(): Promise<Uint8Array> {
+    const out = new Uint8Array(this.dataStart);
+    if (!(await readFully(this.fileHandle(), out, 0))) throw new CheckpointError('TRUNCATED', this.path, 'file shrank while its header was read; retry once it is fully written.');
+    return out;
+  }
+
   /** Tensor names in storage (data offset) order. */
   names(): string[] {
     return [...this.entries.keys()];
@@ -146,11 +165,15 @@ export class SafetensorsFile {
     );
   }
 
-  private async readInto(name: string, e: HeaderEntry, target: Uint8Array): Promise<void> {
+  private fileHandle(name?: string): FileHandle {
     if (!this.handle) {
-      throw new CheckpointError('NOT_A_CHECKPOINT', this.path, `cannot read "${name}": the file was closed; open it again.`, { tensor: name });
+      throw new CheckpointError('NOT_A_CHECKPOINT', this.path, `cannot read${name ? ` "${name}"` : ''}: the file was closed; open it again.`, { tensor: name });
     }
-    if (!(await readFully(this.handle, target, this.dataStart + e.dataOffsets[0]))) {
+    return this.handle;
+  }
+
+  private async readInto(name: string, e: HeaderEntry, target: Uint8Array): Promise<void> {
+    if (!(await readFully(this.fileHandle(name), target, this.dataStart + e.dataOffsets[0]))) {
       throw new CheckpointError('TRUNCATED', this.path, `file ended while reading "${name}"; it was truncated after it was opened. Re-download it.`, { tensor: name });
     }
   }

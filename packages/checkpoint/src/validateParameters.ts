@@ -1,6 +1,6 @@
 import { CheckpointError } from './CheckpointError.js';
 import { isSupportedDType } from './dtypes.js';
-import { canonicalName, expectedParameters, isBufferName, type ModelConfig } from './modelConfig.js';
+import type { ParameterSpec } from './modelTypes.js';
 
 export interface StoredTensor {
   name: string;
@@ -14,22 +14,27 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-function summary(config: ModelConfig): string {
-  const { raw: _raw, ...rest } = config;
-  return JSON.stringify(rest);
+/** How a model family names its tensors, as far as validation needs it (the family map lives in @scaleot/model). */
+export interface TensorNaming {
+  /** The canonical name of a stored one (e.g. adds the prefix that bare-model files omit). */
+  canonicalName(stored: string): string;
+  /** Non-parameter buffers HF may store (ignored). */
+  isBuffer(canonical: string): boolean;
+  /** `[head, embedding]` pairs of a tied head: the head is optional, and checked against the embedding's shape when stored. */
+  readonly tiedKeys: ReadonlyArray<readonly [string, string]>;
 }
 
 /**
- * Checks stored tensors against the parameters `config` implies: all present (either prefix
- * form), right shapes, float dtypes. Buffers are ignored, extra tensors allowed, a tied lm_head is
- * optional but checked when present. `where` names the checkpoint in MISSING_TENSOR errors.
- * Returns canonical name → stored name.
+ * Checks stored tensors against the parameters a config implies (`specs`, from the model family): all
+ * present (either prefix form), right shapes, float dtypes, nothing extra. Buffers are ignored; a tied
+ * head is optional but checked when present. `where` names the checkpoint in MISSING/UNEXPECTED errors;
+ * `described` summarises the config for the message. Returns canonical name → stored name.
  */
-export function validateParameters(config: ModelConfig, tensors: Iterable<StoredTensor>, where: string): Map<string, string> {
+export function validateParameters(specs: ParameterSpec[], naming: TensorNaming, tensors: Iterable<StoredTensor>, where: string, described = 'config.json'): Map<string, string> {
   const byCanonical = new Map<string, StoredTensor>();
   for (const t of tensors) {
-    const canonical = canonicalName(config, t.name);
-    if (isBufferName(config, canonical)) continue;
+    const canonical = naming.canonicalName(t.name);
+    if (naming.isBuffer(canonical)) continue;
     const other = byCanonical.get(canonical);
     if (other !== undefined) {
       throw new CheckpointError(
@@ -41,9 +46,10 @@ export function validateParameters(config: ModelConfig, tensors: Iterable<Stored
     }
     byCanonical.set(canonical, t);
   }
-  const specs = expectedParameters(config);
-  if (!specs.some((s) => s.name === 'lm_head.weight') && byCanonical.has('lm_head.weight')) {
-    specs.push({ name: 'lm_head.weight', shape: [...specs[0].shape] });
+  specs = [...specs];
+  for (const [head, embedding] of naming.tiedKeys) {
+    const embeddingSpec = specs.find((s) => s.name === embedding);
+    if (embeddingSpec && !specs.some((s) => s.name === head) && byCanonical.has(head)) specs.push({ name: head, shape: [...embeddingSpec.shape] });
   }
   const missing = specs.filter((s) => !byCanonical.has(s.name));
   if (missing.length > 0) {
@@ -54,8 +60,21 @@ export function validateParameters(config: ModelConfig, tensors: Iterable<Stored
     throw new CheckpointError(
       'MISSING_TENSOR',
       where,
-      `lacks ${missing.length} of the ${specs.length} parameters the config (${summary(config)}) expects: ${list}${missing.length > 5 ? ', …' : ''}. The weights do not match config.json; use the config the weights were saved with.`,
+      `lacks ${missing.length} of the ${specs.length} parameters the config (${described}) expects: ${list}${missing.length > 5 ? ', …' : ''}. The weights do not match config.json; use the config the weights were saved with.`,
       { tensor: missing[0].name },
+    );
+  }
+  const known = new Set(specs.map((s) => s.name));
+  const extra = [...byCanonical.values()].filter((t) => !known.has(naming.canonicalName(t.name)));
+  if (extra.length > 0) {
+    throw new CheckpointError(
+      'UNEXPECTED_TENSOR',
+      extra[0].file,
+      `holds ${extra.length} tensor(s) that a model of this config (${described}) does not have: ${extra
+        .slice(0, 5)
+        .map((t) => `"${t.name}"`)
+        .join(', ')}${extra.length > 5 ? ', …' : ''}. The weights do not match config.json (more layers, another architecture?); use the config the weights were saved with.`,
+      { tensor: extra[0].name },
     );
   }
   const result = new Map<string, string>();

@@ -3,16 +3,23 @@ import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promis
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { CheckpointError } from './CheckpointError.js';
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME } from './Checkpoint.js';
-import { canonicalName, expectedParameters, parseModelConfig, type ModelConfig } from './modelConfig.js';
-import { validateParameters } from './validateParameters.js';
+import { asConfigObject } from './modelConfig.js';
+import type { ParameterSpec } from './modelTypes.js';
+import { validateParameters, type TensorNaming } from './validateParameters.js';
 import { checkMetadata, prepareTensors, writePrepared, type PreparedTensor, type WriteTensor } from './writeSafetensors.js';
 
 /** 2 GiB: checkpoints with fewer tensor bytes are written as one model.safetensors. */
 export const DEFAULT_MAX_SHARD_BYTES = 2 ** 31;
 
 export interface WriteCheckpointOptions {
-  /** Raw HF config.json content; written as config.json and parsed to check it (BAD_CONFIG). */
+  /** Raw HF config.json content, written as config.json (must be a JSON object: BAD_CONFIG). */
   config: Record<string, unknown>;
+  /**
+   * The parameters the config implies and how the family names them (from `@scaleot/model`'s family
+   * map). When given, shards follow module order and the tensors are validated against them (as
+   * Checkpoint.validate); without them tensors are stored in natural name order, unchecked.
+   */
+  parameters?: { specs: ParameterSpec[]; naming: TensorNaming };
   /**
    * Largest sum of tensor bytes in one shard (headers not counted, as in transformers). Default
    * 2 GiB ({@link DEFAULT_MAX_SHARD_BYTES}): a smaller model is one model.safetensors, a larger one
@@ -24,8 +31,6 @@ export interface WriteCheckpointOptions {
   extraFiles?: string[];
   /** safetensors metadata for every weight file; `format: "pt"` is added unless given (transformers requires it). */
   metadata?: Record<string, string>;
-  /** Check the tensors against the parameters the config expects (as Checkpoint.validate). Default: true. */
-  validate?: boolean;
 }
 
 const RESERVED = /^(config\.json|model\.safetensors(\.index\.json)?|model-\d+-of-\d+\.safetensors)$/;
@@ -41,9 +46,9 @@ function naturalCompare(a: string, b: string): number {
 }
 
 /** Module order (the config's parameter list), then anything else in natural name order. */
-function moduleOrder(config: ModelConfig, tensors: PreparedTensor[]): PreparedTensor[] {
-  const rank = new Map(expectedParameters(config).map((s, i) => [s.name, i]));
-  const keyed = tensors.map((t) => ({ t, r: rank.get(canonicalName(config, t.name)) ?? Infinity }));
+function moduleOrder(parameters: WriteCheckpointOptions['parameters'], tensors: PreparedTensor[]): PreparedTensor[] {
+  const rank = new Map((parameters?.specs ?? []).map((s, i) => [s.name, i]));
+  const keyed = tensors.map((t) => ({ t, r: rank.get(parameters ? parameters.naming.canonicalName(t.name) : t.name) ?? Infinity }));
   keyed.sort((a, b) => a.r - b.r || (a.r === Infinity ? naturalCompare(a.t.name, b.t.name) : 0));
   return keyed.map((k) => k.t);
 }
@@ -129,18 +134,18 @@ async function syncDir(dir: string): Promise<void> {
  */
 export async function writeCheckpoint(dir: string, tensors: WriteTensor[], options: WriteCheckpointOptions): Promise<void> {
   const target = resolve(dir);
-  const config = parseModelConfig(options.config, join(target, 'config.json'));
+  asConfigObject(options.config, join(target, 'config.json'));
   const maxShardBytes = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   if (!Number.isSafeInteger(maxShardBytes) || maxShardBytes <= 0) {
     throw new InvalidInputError(`maxShardBytes must be a positive integer, got ${String(options.maxShardBytes)}.`, { where: 'writeCheckpoint.maxShardBytes' });
   }
   const metadata = checkMetadata(join(target, SINGLE_FILE_NAME), { format: 'pt', ...options.metadata });
   const prepared = prepareTensors(join(target, SINGLE_FILE_NAME), tensors);
-  const shards = planShards(moduleOrder(config, prepared), maxShardBytes);
+  const shards = planShards(moduleOrder(options.parameters, prepared), maxShardBytes);
   const fileNames = shards.length === 1 ? [SINGLE_FILE_NAME] : shards.map((_, i) => shardName(i + 1, shards.length));
-  if (options.validate ?? true) {
+  if (options.parameters) {
     const stored = shards.flatMap((shard, i) => shard.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype, file: join(target, fileNames[i]) })));
-    validateParameters(config, stored, shards.length === 1 ? join(target, SINGLE_FILE_NAME) : join(target, INDEX_FILE_NAME));
+    validateParameters(options.parameters.specs, options.parameters.naming, stored, shards.length === 1 ? join(target, SINGLE_FILE_NAME) : join(target, INDEX_FILE_NAME));
   }
   await checkExtraFiles(options.extraFiles ?? []);
   const replacing = await checkReplaceable(target);

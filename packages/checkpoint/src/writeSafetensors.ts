@@ -164,3 +164,18 @@ export async function writeSafetensors(path: string, tensors: WriteTensor[], met
   const meta = checkMetadata(file, metadata);
   await writePrepared(file, prepareTensors(file, tensors), meta);
 }
+
+/**
+ * A whole safetensors file as byte chunks (header, then each tensor's data in storage order), for
+ * artifact directories that are written atomically as a whole. Validated like `writeSafetensors`.
+ */
+export function encodeSafetensors(tensors: WriteTensor[], metadata?: Record<string, string>, where = 'safetensors'): Uint8Array[] {
+  const meta = checkMetadata(where, metadata);
+  const ordered = storageOrder(prepareTensors(where, tensors));
+  return [encodeHeader(ordered, meta), ...ordered.filter((t) => t.byteLength > 0).map((t) => t.encode())];
+}
+
+/** One tensor's stored bytes (validated as for writing; F16/BF16 rounded to nearest even). */
+export function encodeTensorData(t: WriteTensor, where = 'safetensors'): Uint8Array {
+  return prepareTensor(where, t).encode();
+}

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Checkpoint, SafetensorsFile, elementCount, expectedParameters, writeCheckpoint, type WriteTensor } from '@scaleot/checkpoint';
-import { SMALL, TINY, listDir, makeTempDir, refHalfToNumber, removeDir } from './helpers.js';
+import { Checkpoint, SafetensorsFile, elementCount, writeCheckpoint, type WriteTensor } from '@scaleot/checkpoint';
+import { parseModelConfig } from '@scaleot/model';
+import { SMALL, TINY, listDir, makeTempDir, refHalfToNumber, removeDir, familyParameters, validateAgainstConfig } from './helpers.js';
 
 describe.each([
   { label: 'tiny (F32, single file)', dir: TINY, dtype: 'F32', d: 128, shards: 1 },
@@ -17,13 +18,13 @@ describe.each([
   });
 
   it('parses the config', () => {
-    expect(ckpt.config).toMatchObject({ modelType: 'gpt2', nEmbd: d, nLayer: 12, vocabSize: 4096, nInner: 4 * d, tieWordEmbeddings: true });
+    expect(parseModelConfig(ckpt.rawConfig, ckpt.configFile)).toMatchObject({ modelType: 'gpt2', hiddenSize: d, nLayer: 12, vocabSize: 4096, intermediateSize: 4 * d, tieWordEmbeddings: true });
     expect(ckpt.shardFiles()).toHaveLength(shards);
   });
 
   it('validates: names and shapes equal the config expectations', () => {
-    const map = ckpt.validate();
-    const specs = expectedParameters(ckpt.config);
+    const map = validateAgainstConfig(ckpt);
+    const specs = familyParameters(ckpt.rawConfig).specs;
     expect(specs).toHaveLength(2 + 12 * 12 + 2);
     expect([...map.keys()].sort()).toEqual(specs.map((s) => s.name).sort());
     expect(ckpt.names().sort()).toEqual(specs.map((s) => s.name).sort());
@@ -57,7 +58,8 @@ describe.each([
     expect(Buffer.from(await ckpt.readRaw(name)).equals(expected)).toBe(true);
   });
 
-  it('accepts the bare (unprefixed) name form for lookups', async () => {
+  it('accepts the bare (unprefixed) name form for lookups once validated against the family', async () => {
+    validateAgainstConfig(ckpt);
     expect(ckpt.has('h.3.ln_1.weight')).toBe(true);
     expect(ckpt.has('h.99.ln_1.weight')).toBe(false);
     expect(await ckpt.readFloat32('wpe.weight')).toEqual(await ckpt.readFloat32('transformer.wpe.weight'));
@@ -117,7 +119,8 @@ describe('re-writing the small fixture', () => {
     }
     const target = join(out, 'small');
     await writeCheckpoint(target, tensors, {
-      config: src.config.raw,
+      config: src.rawConfig,
+      parameters: familyParameters(src.rawConfig),
       maxShardBytes: 10_000_000,
       extraFiles: [join(SMALL, 'tokenizer.json'), join(SMALL, 'tokenizer_config.json')],
     });
@@ -142,7 +145,7 @@ describe('re-writing the small fixture', () => {
 
     const back = await Checkpoint.open(target);
     try {
-      expect(back.validate().size).toBe(148);
+      expect(validateAgainstConfig(back).size).toBe(148);
       for (const name of src.names()) {
         expect(Buffer.from(await back.readRaw(name)).equals(Buffer.from(await src.readRaw(name))), name).toBe(true);
       }

@@ -1,7 +1,9 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expectedParameters, parseModelConfig, type WriteTensor } from '@scaleot/checkpoint';
+import type { ParameterSpec, TensorNaming, WriteTensor } from '@scaleot/checkpoint';
+// The family map (what the config means) lives above this package; the tests borrow GPT-2's.
+import { familyOf, parseModelConfig } from '@scaleot/model';
 import { fixtureModelDir, FIXTURES_DIR } from '../../../test/support/fixtures.js';
 import { mulberry32 } from '../../../test/support/numeric.js';
 
@@ -47,10 +49,23 @@ export const MICRO_CONFIG = {
   tie_word_embeddings: true,
 };
 
+/** The parameters a config implies and how its family names them (what Checkpoint.validate takes). */
+export function familyParameters(raw: Record<string, unknown>): { specs: ParameterSpec[]; naming: TensorNaming } {
+  const config = parseModelConfig(raw, 'test config');
+  const family = familyOf(config);
+  return { specs: family.expectedParameters(config), naming: family.naming };
+}
+
+/** Checkpoint.validate against the family of the checkpoint's own config.json. */
+export function validateAgainstConfig(ckpt: { rawConfig: Record<string, unknown>; validate(specs: ParameterSpec[], naming: TensorNaming): Map<string, string> }): Map<string, string> {
+  const { specs, naming } = familyParameters(ckpt.rawConfig);
+  return ckpt.validate(specs, naming);
+}
+
 /** Random F32 tensors for every parameter of `raw` config, optionally with different names/shapes. */
 export function microTensors(raw: Record<string, unknown> = MICRO_CONFIG, seed = 1): WriteTensor[] {
   const random = rng(seed);
-  return expectedParameters(parseModelConfig(raw, 'test config')).map((s) => {
+  return familyParameters(raw).specs.map((s) => {
     const n = s.shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = (random() - 0.5) * 2;

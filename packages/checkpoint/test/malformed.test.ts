@@ -2,8 +2,9 @@ import { readdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openModelCheckpoint } from '@scaleot/model';
 import { Checkpoint, CheckpointError, SafetensorsFile, writeCheckpoint, writeSafetensors, type CheckpointErrorCode } from '@scaleot/checkpoint';
-import { MICRO_CONFIG, listDir, makeTempDir, microTensors, removeDir, writeRawSafetensors } from './helpers.js';
+import { MICRO_CONFIG, familyParameters, validateAgainstConfig, listDir, makeTempDir, microTensors, removeDir, writeRawSafetensors } from './helpers.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -145,7 +146,7 @@ describe('malformed safetensors files', () => {
 /** A valid micro checkpoint in a fresh dir, optionally sharded. */
 async function microCheckpoint(name: string, maxShardBytes?: number): Promise<string> {
   const dir = join(tmp, name);
-  await writeCheckpoint(dir, microTensors(), { config: MICRO_CONFIG, maxShardBytes });
+  await writeCheckpoint(dir, microTensors(), { config: MICRO_CONFIG, parameters: familyParameters(MICRO_CONFIG), maxShardBytes });
   return dir;
 }
 
@@ -180,10 +181,10 @@ describe('malformed checkpoint directories', () => {
 
   it('tensor missing for the config → MISSING_TENSOR', async () => {
     const dir = join(tmp, 'missing-tensor');
-    await writeCheckpoint(dir, microTensors().filter((t) => t.name !== 'transformer.h.1.ln_2.bias'), { config: MICRO_CONFIG, validate: false });
+    await writeCheckpoint(dir, microTensors().filter((t) => t.name !== 'transformer.h.1.ln_2.bias'), { config: MICRO_CONFIG });
     const ckpt = await Checkpoint.open(dir);
     try {
-      const err = await expectError(async () => ckpt.validate(), 'MISSING_TENSOR', join(dir, 'model.safetensors'), /"transformer\.h\.1\.ln_2\.bias" \[8\]/);
+      const err = await expectError(async () => validateAgainstConfig(ckpt), 'MISSING_TENSOR', join(dir, 'model.safetensors'), /"transformer\.h\.1\.ln_2\.bias" \[8\]/);
       expect(err.tensor).toBe('transformer.h.1.ln_2.bias');
       await expectError(() => ckpt.readFloat32('transformer.h.1.ln_2.bias'), 'MISSING_TENSOR', join(dir, 'model.safetensors'));
     } finally {
@@ -194,12 +195,12 @@ describe('malformed checkpoint directories', () => {
   it('wrong shape for the config → SHAPE_MISMATCH naming the shard and tensor', async () => {
     const dir = join(tmp, 'wrong-shape');
     const tensors = microTensors().map((t) => (t.name === 'transformer.h.0.attn.c_attn.weight' ? { ...t, shape: [24, 8] } : t));
-    await writeCheckpoint(dir, tensors, { config: MICRO_CONFIG, validate: false, maxShardBytes: 300 });
+    await writeCheckpoint(dir, tensors, { config: MICRO_CONFIG, maxShardBytes: 300 });
     const ckpt = await Checkpoint.open(dir);
     try {
       const file = ckpt.info('transformer.h.0.attn.c_attn.weight').file;
       expect(file).toMatch(/model-\d{5}-of-\d{5}\.safetensors$/);
-      const err = await expectError(async () => ckpt.validate(), 'SHAPE_MISMATCH', file, /\[24, 8\].*\[8, 24\]/);
+      const err = await expectError(async () => validateAgainstConfig(ckpt), 'SHAPE_MISMATCH', file, /\[24, 8\].*\[8, 24\]/);
       expect(err.tensor).toBe('transformer.h.0.attn.c_attn.weight');
     } finally {
       await ckpt.close();
@@ -212,7 +213,7 @@ describe('malformed checkpoint directories', () => {
   ])('bad config.json ($label) → BAD_CONFIG', async ({ label, patch, fragment }) => {
     const dir = await microCheckpoint(`bad-config-${label.replace(/\W+/g, '-')}`);
     await writeFile(join(dir, 'config.json'), JSON.stringify({ ...MICRO_CONFIG, ...patch }));
-    await expectError(() => Checkpoint.open(dir), 'BAD_CONFIG', join(dir, 'config.json'), fragment);
+    await expectError(() => openModelCheckpoint(dir), 'BAD_CONFIG', join(dir, 'config.json'), fragment);
   });
 
   it('config.json not JSON → BAD_CONFIG; no config or no weights → NOT_A_CHECKPOINT', async () => {
@@ -265,14 +266,14 @@ describe('writers leave nothing behind on bad input', () => {
     {
       label: 'bad config',
       tensors: () => microTensors(),
-      options: { config: { ...MICRO_CONFIG, n_head: 3 } },
+      options: { config: [MICRO_CONFIG] as unknown as Record<string, unknown> },
       code: 'BAD_CONFIG' as const,
       file: (d: string) => join(d, 'config.json'),
     },
     {
       label: 'missing tensor',
       tensors: () => microTensors().slice(1),
-      options: { config: MICRO_CONFIG, maxShardBytes: 300 },
+      options: { config: MICRO_CONFIG, parameters: familyParameters(MICRO_CONFIG), maxShardBytes: 300 },
       code: 'MISSING_TENSOR' as const,
       file: (d: string) => join(d, 'model.safetensors.index.json'),
     },
@@ -297,13 +298,13 @@ describe('writers leave nothing behind on bad input', () => {
   it('writeCheckpoint: a bad input does not touch an existing checkpoint', async () => {
     const dir = await microCheckpoint('keep-old');
     const before = await listDir(dir);
-    await expect(writeCheckpoint(dir, microTensors().slice(2), { config: MICRO_CONFIG })).rejects.toMatchObject({ code: 'MISSING_TENSOR' });
+    await expect(writeCheckpoint(dir, microTensors().slice(2), { config: MICRO_CONFIG, parameters: familyParameters(MICRO_CONFIG) })).rejects.toMatchObject({ code: 'MISSING_TENSOR' });
     await expect(writeCheckpoint(dir, microTensors(), { config: MICRO_CONFIG, extraFiles: ['relative/tokenizer.json'] })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     await expect(writeCheckpoint(dir, microTensors(), { config: MICRO_CONFIG, extraFiles: [join(tmp, 'no-such-file.json')] })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     expect(await listDir(dir)).toEqual(before);
     expect((await listDir(tmp)).filter((f) => f.startsWith('.keep-old'))).toEqual([]);
     const ckpt = await Checkpoint.open(dir);
-    expect(ckpt.validate().size).toBe(microTensors().length);
+    expect(validateAgainstConfig(ckpt).size).toBe(microTensors().length);
     await ckpt.close();
   });
 });

@@ -11,7 +11,7 @@ import {
   writeSafetensors,
   type WriteTensor,
 } from '@scaleot/checkpoint';
-import { MICRO_CONFIG, TINY, listDir, makeTempDir, microTensors, removeDir, rng, writeRawSafetensors } from './helpers.js';
+import { MICRO_CONFIG, TINY, listDir, makeTempDir, microTensors, removeDir, rng, writeRawSafetensors, familyParameters, validateAgainstConfig } from './helpers.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -170,7 +170,7 @@ describe('writeCheckpoint → Checkpoint', () => {
     expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'))).toEqual(MICRO_CONFIG);
     const ckpt = await Checkpoint.open(dir);
     try {
-      expect(ckpt.validate().size).toBe(tensors.length);
+      expect(validateAgainstConfig(ckpt).size).toBe(tensors.length);
       const file = await SafetensorsFile.open(join(dir, 'model.safetensors'));
       expect(file.metadata).toEqual({ format: 'pt' });
       await file.close();
@@ -202,7 +202,7 @@ describe('writeCheckpoint → Checkpoint', () => {
     }
     const ckpt = await Checkpoint.open(dir);
     try {
-      ckpt.validate();
+      validateAgainstConfig(ckpt);
       for (const t of tensors) {
         expect(Buffer.from(await ckpt.readRaw(t.name)).equals(bytes(float32ToBfloat16(t.data as Float32Array))), t.name).toBe(true);
       }
@@ -216,10 +216,10 @@ describe('writeCheckpoint → Checkpoint', () => {
     const tensors: WriteTensor[] = microTensors().map((t) => ({ ...t, name: t.name.replace(/^transformer\./, '') }));
     tensors.push({ name: 'h.0.attn.bias', dtype: 'F32', shape: [1, 1, 8, 8], data: new Float32Array(64) });
     tensors.push({ name: 'lm_head.weight', dtype: 'F32', shape: [16, 8], data: new Float32Array(128) });
-    await writeCheckpoint(dir, tensors, { config: MICRO_CONFIG });
+    await writeCheckpoint(dir, tensors, { config: MICRO_CONFIG, parameters: familyParameters(MICRO_CONFIG) });
     const ckpt = await Checkpoint.open(dir);
     try {
-      const map = ckpt.validate();
+      const map = validateAgainstConfig(ckpt);
       expect(map.get('transformer.h.1.mlp.c_fc.weight')).toBe('h.1.mlp.c_fc.weight');
       expect(map.get('lm_head.weight')).toBe('lm_head.weight');
       expect(map.has('transformer.h.0.attn.bias')).toBe(false);
@@ -228,7 +228,7 @@ describe('writeCheckpoint → Checkpoint', () => {
       await ckpt.close();
     }
     await expect(
-      writeCheckpoint(join(tmp, 'bad-head'), [...microTensors(), { name: 'lm_head.weight', dtype: 'F32', shape: [8, 16], data: new Float32Array(128) }], { config: MICRO_CONFIG }),
+      writeCheckpoint(join(tmp, 'bad-head'), [...microTensors(), { name: 'lm_head.weight', dtype: 'F32', shape: [8, 16], data: new Float32Array(128) }], { config: MICRO_CONFIG, parameters: familyParameters(MICRO_CONFIG) }),
     ).rejects.toMatchObject({ code: 'SHAPE_MISMATCH', tensor: 'lm_head.weight' });
   });
 
@@ -237,7 +237,7 @@ describe('writeCheckpoint → Checkpoint', () => {
     const dir = join(parent, 'model');
     await writeCheckpoint(dir, microTensors(MICRO_CONFIG, 1), { config: MICRO_CONFIG, maxShardBytes: 500 });
     const second = microTensors(MICRO_CONFIG, 2);
-    await writeCheckpoint(dir, second, { config: MICRO_CONFIG });
+    await writeCheckpoint(dir, second, { config: MICRO_CONFIG, parameters: familyParameters(MICRO_CONFIG) });
     expect(await listDir(parent)).toEqual(['model']);
     expect(await listDir(dir)).toEqual(['config.json', 'model.safetensors']);
     const ckpt = await Checkpoint.open(dir);
@@ -252,7 +252,7 @@ describe('writeCheckpoint → Checkpoint', () => {
     const dir = join(tmp, 'precious');
     await mkdir(dir);
     await writeFile(join(dir, 'thesis.tex'), 'do not delete');
-    await expect(writeCheckpoint(dir, microTensors(), { config: MICRO_CONFIG })).rejects.toMatchObject({ code: 'NOT_A_CHECKPOINT', file: dir });
+    await expect(writeCheckpoint(dir, microTensors(), { config: MICRO_CONFIG, parameters: familyParameters(MICRO_CONFIG) })).rejects.toMatchObject({ code: 'NOT_A_CHECKPOINT', file: dir });
     expect(await listDir(dir)).toEqual(['thesis.tex']);
     expect((await listDir(tmp)).filter((f) => f.startsWith('.precious'))).toEqual([]);
   });

@@ -90,7 +90,7 @@ export class Stage1WorkerRuntime {
       throw new ClusterError('BAD_BATCH', `stage-1 shards read explicit windows, got a "${batchSpec.type}" batch`, { where: 'stage1.shard.batch', unrecoverable: true });
     }
     const model = await this.models.get(resolveArtifact(this.options.storageDir, meta.model));
-    const harmonizers = this.harmonizersFor(snapshot, meta, model.config.nEmbd, payload.paramsAddress);
+    const harmonizers = this.harmonizersFor(snapshot, meta, model.config.hiddenSize, payload.paramsAddress);
     const stream = await readTokenStream(resolveArtifact(this.options.storageDir, batchSpec.dataset));
     const batch = windowBatch(stream, batchSpec.windowIndices, batchSpec.windowLength ?? stream.length);
     await context?.progress({ pid: process.pid, phase: 'compute' });
@@ -142,7 +142,7 @@ export class Stage1WorkerRuntime {
     if (payload.mask.length !== model.config.nLayer) {
       throw new ClusterError('BAD_MASK', `the mask has ${payload.mask.length} entries, the model ${model.config.nLayer} blocks`, { where: 'stage1.rollout.mask', unrecoverable: true });
     }
-    const harmonizers = this.harmonizersFor(snapshot, meta, model.config.nEmbd, payload.paramsAddress);
+    const harmonizers = this.harmonizersFor(snapshot, meta, model.config.hiddenSize, payload.paramsAddress);
     const stream = await readTokenStream(resolveArtifact(this.options.storageDir, batchSpec.dataset));
     const batch = windowBatch(stream, batchSpec.windowIndices, batchSpec.windowLength ?? stream.length);
     await context?.progress({ pid: process.pid, phase: 'compute' });

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { atomicWriteJson, createLogger, Progress, type Logger } from '@scaleot/core';
 import { Rng } from '@scaleot/data';
-import { warmupCosine } from '@scaleot/model';
+import { readModelConfig, warmupCosine } from '@scaleot/model';
 import { sourceModelInfo } from '@scaleot/offsite';
 import { JobQueue, JobWorker, type FlowSpec, type RedisConnection } from '@scaleot/queue';
 import {
@@ -124,10 +124,9 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
   }
 
   const source = await sourceModelInfo(modelDir);
-  const rawConfig = JSON.parse(await readFile(join(modelDir, 'config.json'), 'utf8')) as { n_positions?: number; n_ctx?: number; layer_norm_epsilon?: number };
-  const modelShape = { nLayer: source.nLayer, nEmbd: source.nEmbd, nPositions: rawConfig.n_positions ?? rawConfig.n_ctx ?? 1024 };
-  const eps = rawConfig.layer_norm_epsilon ?? 1e-5;
-  const { hyper, layout } = resolveStage1Hyper(opts, modelShape);
+  const modelConfig = await readModelConfig(modelDir);
+  const eps = modelConfig.normEps;
+  const { hyper, layout } = resolveStage1Hyper(opts, modelConfig);
   const streams = opts.streams ?? (await corpusStreams(opts.corpus ?? 'sotu', opts.dataRoot, modelDir, opts.maxDocuments));
   for (const [name, s] of Object.entries(streams)) {
     if (s.length < hyper.seqLen + 2) throw new ClusterError('EMPTY_DATASET', `the ${name} stream has ${s.length} tokens; a window needs seqLen + 1 = ${hyper.seqLen + 1}`, { where: 'stage1 corpus' });
@@ -174,7 +173,7 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
   try {
     await control.waitUntilReady();
     await removeStaleRounds([controlQueue.queue, opts.queue.queue], runId, epoch, log);
-    for (const i of layout.middle) harmonizers.set(i, new Harmonizer(i, source.nEmbd, { rank: hyper.rank, eps, seed: hyper.seed, initStd: hyper.initStd }));
+    for (const i of layout.middle) harmonizers.set(i, new Harmonizer(i, modelConfig.hiddenSize, { rank: hyper.rank, eps, seed: hyper.seed, initStd: hyper.initStd }));
     optimizer = new HarmonizerOptimizer(harmonizers, { weightDecay: hyper.weightDecay });
 
     let state: ClusterStage1State = initialStage1State(hyper.seed, source.nLayer);

@@ -169,7 +169,7 @@ export class DataParallelTrainer {
 
   async step(batch: TokenBatch): Promise<StepInfo> {
     const started = performance.now();
-    validateBatch(batch, this.config.vocabSize, this.config.nPositions);
+    validateBatch(batch, this.config.vocabSize, this.config.maxPositions);
     const tokens = targetTokens(batch);
     if (tokens <= 0) throw new ModelError('BAD_BATCH', 'the loss mask selects no target token', { where: 'batch' });
     const n = this.workers.length;

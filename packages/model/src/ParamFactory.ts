@@ -27,7 +27,7 @@ export class ParamFactory {
     const seed = this.seed * 100_003 + this.seedCounter++;
     this.created.add(name);
     if (this.weights) {
-      const data = this.weights.get(name) ?? this.weights.get(name.replace(/^transformer\./, ''));
+      const data = this.weights.get(name);
       if (!data) {
         throw new ModelError('MISSING_TENSOR', `no weights for "${name}" (shape [${shape}]); pass every parameter the config implies or none for a random init`, { where: name });
       }
@@ -35,7 +35,7 @@ export class ParamFactory {
       if (length !== size) {
         throw new ModelError('SHAPE_MISMATCH', `"${name}" has ${length} values, the config implies [${shape}] = ${size}`, { where: name });
       }
-      if (this.releaseWeights) this.weights.delete(this.weights.has(name) ? name : name.replace(/^transformer\./, ''));
+      if (this.releaseWeights) this.weights.delete(name);
       if (data instanceof tf.Tensor) {
         // The variable shares the tensor's backend buffer; a released (owned) tensor is handed over, not copied.
         const v = tf.tidy(() => tf.variable(tf.reshape(data, shape), this.trainable));

@@ -62,7 +62,7 @@ export class Trainer {
 
   async step(batch: TokenBatch): Promise<StepInfo> {
     const started = performance.now();
-    validateBatch(batch, this.model.config.vocabSize, this.model.config.nPositions);
+    validateBatch(batch, this.model.config.vocabSize, this.model.config.maxPositions);
     const tokens = targetTokens(batch);
     if (tokens <= 0) throw new ModelError('BAD_BATCH', 'the loss mask selects no target token', { where: 'batch' });
     const { grads, lossSum } = computeGradients(this.model, this.variables, batch, tokens, this.microBatchSize ?? batch.rows);

@@ -1,22 +1,21 @@
-import { Gpt2LMHeadModel, type Gpt2ModelOptions } from './Gpt2LMHeadModel.js';
-import { ModelError } from './ModelError.js';
-import type { ModelConfig } from './modelConfig.js';
+import { familyOf } from './families/index.js';
+import type { ModelConfig } from './families/types.js';
 import type { WeightMap } from './ParamFactory.js';
+import { TransformerLM, type CreateModelOptions } from './TransformerLM.js';
 import type { CausalLM } from './types.js';
 
-export type CreateModelOptions = Gpt2ModelOptions;
+export type { CreateModelOptions };
 
 /**
- * Builds a causal LM for `config.modelType` (transformers.js-style factory). Weights, when given, are
- * keyed by canonical HF name (`transformer.h.0.attn.c_attn.weight`; the `transformer.` prefix may be
- * missing); without them the model is randomly initialised (HF init, std 0.02, seeded by `opts.seed`).
+ * Builds a causal LM for `config.modelType` through the family map. Weights, when given, are keyed by
+ * HF name (canonical, or as a bare-model file stores them); without them the model is randomly
+ * initialised (seeded by `opts.seed`).
  */
 export function createModel(config: ModelConfig, weights?: WeightMap, opts: CreateModelOptions = {}): CausalLM {
-  const type = (config as { modelType: string }).modelType;
-  switch (type) {
-    case 'gpt2':
-      return new Gpt2LMHeadModel(config, weights, opts);
-    default:
-      throw new ModelError('UNSUPPORTED_MODEL_TYPE', `model_type "${type}" has no implementation yet (supported: gpt2)`, { where: 'config.json' });
+  const family = familyOf(config);
+  let canonical = weights;
+  if (weights && [...weights.keys()].some((k) => family.naming.canonicalName(k) !== k)) {
+    canonical = new Map([...weights].map(([k, v]) => [family.naming.canonicalName(k), v]));
   }
+  return new TransformerLM(family, config, canonical, opts);
 }

@@ -1,18 +1,18 @@
-export type { ModelConfig, GPT2Config } from './modelConfig.js';
+export type { ModelConfig, ModelFamily, AnyFamily, FamilyNaming, LinearTarget, WeightLayout } from './families/types.js';
+export { familyOf, parseModelConfig, readModelConfig, expectedParameters, supportedModelTypes } from './families/index.js';
 export { gpt2Config } from './modelConfig.js';
-export type { BlockModule, CausalLM, HiddenOptions, SaveOptions, SaveDtype } from './types.js';
+export type { Gpt2Config } from './families/gpt2/index.js';
+export type { BlockModule, BlockContext, ForwardOptions, LoraHost, ModelStem, CausalLM, HiddenOptions, SaveOptions, SaveDtype } from './types.js';
 export { ModelError } from './ModelError.js';
 export { createModel, type CreateModelOptions } from './createModel.js';
-export { loadModel, type LoadModelOptions } from './loadModel.js';
+export { TransformerLM } from './TransformerLM.js';
+export { loadModel, openModelCheckpoint, type LoadModelOptions, type OpenedModel } from './loadModel.js';
 export { saveModel } from './saveModel.js';
-export { Gpt2LMHeadModel, type Gpt2ModelOptions } from './Gpt2LMHeadModel.js';
-export { Gpt2Block } from './Gpt2Block.js';
-export { Gpt2Attention } from './Gpt2Attention.js';
-export { Gpt2Mlp } from './Gpt2Mlp.js';
+export { Linear, type LowRankBranch, type LinearOptions } from './Linear.js';
 export { LayerNorm } from './LayerNorm.js';
 export { IdentityBlock } from './IdentityBlock.js';
 export { ParamFactory, type InitKind, type WeightMap } from './ParamFactory.js';
-export { layerNorm, linear, addBias, causalAttention, causalMask } from './ops.js';
+export { layerNorm, linear, addBias, causalAttention, causalMask, paddedCausalBias } from './ops.js';
 // The fused activation and loss live in the backend package (kernel-level recipes); re-exported for model users.
 export { geluNew, crossEntropyPerToken } from '@scaleot/backend';
 export { AdamW, type AdamWOptions, type AdamWState } from './AdamW.js';
@@ -23,3 +23,9 @@ export { accumulateGradients, computeGradients, type GradientResult } from './gr
 export { Trainer, type TrainerOptions, type StepInfo } from './Trainer.js';
 export { DataParallelTrainer, type DataParallelTrainerOptions } from './DataParallelTrainer.js';
 export { useBackend, type BackendChoice } from './useBackend.js';
+export type { OptConfig, OptActivation } from './families/opt/index.js';
+export type { LlamaConfig, LlamaModelType } from './families/llama/index.js';
+export { RmsNorm, rmsNorm } from './RmsNorm.js';
+export { RotaryEmbedding, applyRotary, ropeInverseFrequencies, type RopeScaling, type RotaryConfig, type RotaryTables } from './rotary.js';
+export { groupedCausalMask, groupedAttentionBias } from './groupedAttention.js';
+export { swiGlu } from './families/llama/swiGlu.js';

@@ -1,9 +1,8 @@
-import { parseModelConfig, type GPT2Config, type ModelConfig } from '@scaleot/checkpoint';
-
-export type { GPT2Config, ModelConfig };
+import { parseModelConfig } from './families/index.js';
+import type { Gpt2Config } from './families/gpt2/config.js';
 
 /** A GPT-2 config built from sizes (tests, tools), with `raw` in HF spelling so it saves as config.json. */
-export function gpt2Config(p: { vocabSize: number; nPositions: number; nEmbd: number; nLayer: number; nHead: number; nInner?: number; layerNormEpsilon?: number }): GPT2Config {
+export function gpt2Config(p: { vocabSize: number; nPositions: number; nEmbd: number; nLayer: number; nHead: number; nInner?: number; layerNormEpsilon?: number }): Gpt2Config {
   const raw = {
     architectures: ['GPT2LMHeadModel'],
     model_type: 'gpt2',
@@ -21,5 +20,5 @@ export function gpt2Config(p: { vocabSize: number; nPositions: number; nEmbd: nu
     resid_pdrop: 0,
     dtype: 'float32',
   };
-  return parseModelConfig(raw, 'gpt2Config') as GPT2Config;
+  return parseModelConfig(raw, 'gpt2Config') as Gpt2Config;
 }

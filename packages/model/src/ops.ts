@@ -68,17 +68,17 @@ const layerNormOp = customOp(([x, gamma, beta, eps], save) => {
 
 /**
  * Causal attention core over [B, t, hd] (B = heads × batch; q already scaled by 1/√hd):
- * softmax(q·kᵀ + mask)·v. The hand-written backward keeps every transposed matmul operand small:
+ * softmax(q·kᵀ + bias)·v, with `bias` the cached causal mask [t, t] unless an additive bias is given:
+ * [B, t, t] (causal + padding) or a [tq, t] mask shared by every row (grouped queries). The hand-written backward keeps every transposed matmul operand small:
  * dv = (dctxᵀ·p)ᵀ and dk = (qᵀ·ds)ᵀ instead of pᵀ·dctx and dsᵀ·q, which would transpose the
  * [B, t, t] probabilities (autodiff's choice, 2× slower on wasm).
  */
-export function causalAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor3D {
-  return attentionOp(q, k, v) as tf.Tensor3D;
+export function causalAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, bias?: tf.Tensor2D | tf.Tensor3D): tf.Tensor3D {
+  return attentionOp(q, k, v, bias ?? causalMask(q.shape[1])) as tf.Tensor3D;
 }
 
-const attentionOp = customOp(([q, k, v], save) => {
-  const t = q.shape[1] as number;
-  const probs = tf.softmax(tf.add(tf.matMul(q as tf.Tensor3D, k as tf.Tensor3D, false, true), causalMask(t)));
+const attentionOp = customOp(([q, k, v, bias], save) => {
+  const probs = tf.softmax(tf.add(tf.matMul(q as tf.Tensor3D, k as tf.Tensor3D, false, true), bias));
   save([q, k, v, probs]);
   return {
     value: tf.matMul(probs as tf.Tensor3D, v as tf.Tensor3D),
@@ -90,10 +90,23 @@ const attentionOp = customOp(([q, k, v], save) => {
       const ds = tf.mul(p3, tf.sub(dp, tf.sum(tf.mul(dp, p3), -1, true)));
       const dq = tf.matMul(ds as tf.Tensor3D, ks as tf.Tensor3D);
       const dk = tf.transpose(tf.matMul(qs as tf.Tensor3D, ds as tf.Tensor3D, true, false), [0, 2, 1]);
-      return [dq, dk, dv];
+      return [dq, dk, dv, tf.zerosLike(bias)];
     },
   };
 });
+
+/**
+ * The additive attention bias of a padded batch: [b, t, t], 0 where query i may see key j (j ≤ i and
+ * key j is a token), −1e9 elsewhere. `attentionMask` is [b, t] of 1 (token) / 0 (padding).
+ */
+export function paddedCausalBias(attentionMask: tf.Tensor2D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [b, t] = attentionMask.shape;
+    const keys = tf.reshape(tf.cast(attentionMask, 'float32'), [b, 1, t]);
+    const visible = tf.mul(keys, tf.reshape(tf.sub(1, tf.reshape(causalMask(t), [1, t, t]).div(-1e9)), [1, t, t]));
+    return tf.mul(tf.sub(1, visible), -1e9) as tf.Tensor3D;
+  });
+}
 
 const causalMasks = new Map<string, tf.Tensor2D>();
 

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ScaleotError } from '@scaleot/core';
 import { createModel } from './createModel.js';
 import { computeGradients } from './gradients.js';
-import type { ModelConfig } from './modelConfig.js';
+import type { ModelConfig } from './families/types.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './trainerProtocol.js';
 import type { CausalLM } from './types.js';
 import { UpdateRule } from './UpdateRule.js';

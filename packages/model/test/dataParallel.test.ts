@@ -16,7 +16,7 @@ const TOL = 1e-5;
  * step budget; everything else must agree to TOL.
  */
 function isKeyBias(name: string, i: number): boolean {
-  const d = microConfig().nEmbd;
+  const d = microConfig().hiddenSize;
   return name.endsWith('.attn.c_attn.bias') && i >= d && i < 2 * d;
 }
 

@@ -43,7 +43,7 @@ describe('gradients vs central finite differences (cpu, d=16, 2 layers, vocab 32
 
     const r = rng(11);
     const coords: [string, number][] = [];
-    const d = config.nEmbd;
+    const d = config.hiddenSize;
     coords.push(['transformer.wte.weight', present * d + 3], ['transformer.wte.weight', absent[0] * d + 5], ['transformer.wte.weight', absent[1] * d + 0]);
     coords.push(['transformer.wpe.weight', 0 * d + 1], ['transformer.wpe.weight', 11 * d + 7]);
     for (const [name, v] of weights) {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { createModel, gpt2Config, type CausalLM, type GPT2Config } from '@scaleot/model';
+import { createModel, gpt2Config, type CausalLM, type Gpt2Config } from '@scaleot/model';
 import { gaussian, mulberry32 } from '../../../test/support/numeric.js';
 
 export { gaussian };
@@ -7,13 +7,13 @@ export { gaussian };
 /** mulberry32: deterministic test randomness. */
 export const rng = mulberry32;
 
-export const microConfig = (): GPT2Config => gpt2Config({ vocabSize: 32, nPositions: 16, nEmbd: 16, nLayer: 2, nHead: 2 });
+export const microConfig = (): Gpt2Config => gpt2Config({ vocabSize: 32, nPositions: 16, nEmbd: 16, nLayer: 2, nHead: 2 });
 
 /**
  * A small model with O(1) activations everywhere (std-0.02 init makes most gradients vanish, which
  * would let bugs hide): weights std `scale`, LN gains around 1, non-zero biases.
  */
-export function randomModel(config: GPT2Config, seed: number, scale = 0.3): { model: CausalLM; weights: Map<string, Float32Array> } {
+export function randomModel(config: Gpt2Config, seed: number, scale = 0.3): { model: CausalLM; weights: Map<string, Float32Array> } {
   const shapes = createModel(config, undefined, { seed });
   const r = rng(seed);
   const weights = new Map<string, Float32Array>();

@@ -163,7 +163,7 @@ describe('Trainer', () => {
     const config = microConfig();
     const { model } = randomModel(config, 6);
     const groups = model.parameterGroups();
-    expect([...groups.keys()]).toEqual(['embeddings', 'block.0', 'block.1', 'ln_f']);
+    expect([...groups.keys()]).toEqual(['embeddings', 'block.0', 'block.1', 'head']);
     const named = model.namedWeights();
     const trainSet = new Set(groups.get('block.1'));
     const variables = new Map([...named].filter(([, v]) => trainSet.has(v)));

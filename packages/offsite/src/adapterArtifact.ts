@@ -1,16 +1,16 @@
 import { join, resolve } from 'node:path';
-import { SafetensorsFile } from '@scaleot/checkpoint';
-import type { CausalLM } from '@scaleot/model';
+import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/checkpoint';
+import { familyOf, type CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { writeArtifactDir } from './artifactDir.js';
 import { ADAPTER_MANIFEST, ADAPTER_WEIGHTS, MANIFEST_VERSION, readManifest, validateManifest, type AdapterManifest, type EmulatorManifest, type LoraSpec } from './manifest.js';
 import { AdapterMismatchError } from './OffsiteError.js';
-import { encodeFloats, encodeSafetensors, type RawTensor } from './safetensorsRaw.js';
 
-/** Names of the adapter blocks' tensors: `transformer.h.<i>.…` for i in bottom + top. */
-export function isAdapterTensor(name: string, adapterIndices: readonly number[]): boolean {
-  const m = /^(?:transformer\.)?h\.(\d+)\./.exec(name);
-  return m !== null && adapterIndices.includes(Number(m[1]));
+/** Whether `name` is a tensor of an adapter block (`bottom` + `top`) of a model of `modelType`. */
+export function isAdapterTensor(name: string, adapterIndices: readonly number[], modelType: string): boolean {
+  const family = familyOf(modelType);
+  const index = family.naming.blockIndex(family.naming.canonicalName(name));
+  return index !== undefined && adapterIndices.includes(index);
 }
 
 /**
@@ -41,16 +41,16 @@ export async function saveAdapter(
     join(outDir, ADAPTER_MANIFEST),
   ) as AdapterManifest;
   const idx = [...manifest.adapter.bottom, ...manifest.adapter.top];
-  const tensors: RawTensor[] = [];
+  const tensors: WriteTensor[] = [];
   for (const [name, t] of weights) {
-    if (!isAdapterTensor(name, idx)) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `"${name}" is not a tensor of an adapter block (${idx.join(',')})`, { where: name });
-    tensors.push({ name, dtype: 'F32', shape: t.shape.slice(), bytes: encodeFloats((await t.data()) as Float32Array, 'F32') });
+    if (!isAdapterTensor(name, idx, manifest.sourceModel.modelType)) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `"${name}" is not a tensor of an adapter block (${idx.join(',')})`, { where: name });
+    tensors.push({ name, dtype: 'F32', shape: t.shape.slice(), data: (await t.data()) as Float32Array });
   }
   await writeArtifactDir(
     outDir,
     [
       { name: ADAPTER_MANIFEST, chunks: [Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)] },
-      { name: ADAPTER_WEIGHTS, chunks: encodeSafetensors(tensors, { format: 'pt', scaleot: 'adapter' }) },
+      { name: ADAPTER_WEIGHTS, chunks: encodeSafetensors(tensors, { format: 'pt', scaleot: 'adapter' }, join(outDir, ADAPTER_WEIGHTS)) },
     ],
     options,
   );
@@ -79,7 +79,7 @@ export async function readAdapter(dir: string): Promise<LoadedAdapter> {
     }
     const idx = [...manifest.adapter.bottom, ...manifest.adapter.top];
     for (const name of stored) {
-      if (!isAdapterTensor(name, idx)) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `"${name}" is not a tensor of an adapter block (${idx.join(',')})`, { where: path });
+      if (!isAdapterTensor(name, idx, manifest.sourceModel.modelType)) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `"${name}" is not a tensor of an adapter block (${idx.join(',')})`, { where: path });
       tensors.set(name, { shape: file.info(name).shape, data: await file.readFloat32(name) });
     }
   } finally {
@@ -103,7 +103,7 @@ export function applyAdapter(model: CausalLM, adapter: LoadedAdapter): void {
       throw new AdapterMismatchError('ADAPTER_SHAPE_MISMATCH', `"${name}" is [${t.shape}] in the adapter but [${v.shape}] in the model; the adapter was made for another model`, { where: adapter.dir });
     }
   }
-  const missing = [...named.keys()].filter((n) => isAdapterTensor(n, idx) && !adapter.tensors.has(n));
+  const missing = [...named.keys()].filter((n) => isAdapterTensor(n, idx, model.config.modelType) && !adapter.tensors.has(n));
   if (missing.length > 0) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `the adapter lacks ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ' …' : ''}`, { where: adapter.dir });
   tf.tidy(() => {
     for (const [name, t] of adapter.tensors) named.get(name)!.assign(tf.tensor(t.data, t.shape, 'float32'));

@@ -33,7 +33,7 @@ export async function distillEmulator(
   const studentMidEnd = student.blocks.length - nTop;
   const variables = new Map<string, tf.Variable>();
   for (const block of student.blocks.slice(nBottom, studentMidEnd)) for (const [n, v] of block.namedVariables()) variables.set(n, v);
-  const seqLen = hyper.seqLen ?? student.config.nPositions;
+  const seqLen = hyper.seqLen ?? student.config.maxPositions;
   const batcher = new TaskBatcher(corpus, tokenizer, { batchSize: hyper.batchSize, seqLen, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
   const lossSum = (ids: tf.Tensor2D, mask: tf.Tensor2D): tf.Scalar =>
     tf.tidy(() => {

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readModelConfig, SafetensorsFile } from '@scaleot/checkpoint';
-import { createModel, Gpt2Block, ParamFactory, type BlockModule, type CausalLM, type ModelConfig } from '@scaleot/model';
+import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/checkpoint';
+import { createModel, familyOf, ParamFactory, readModelConfig, type BlockModule, type CausalLM, type ModelConfig } from '@scaleot/model';
 import type * as tf from '@tensorflow/tfjs';
 import { writeArtifactDir, type ArtifactFile } from './artifactDir.js';
 import { blockKindFactory } from './blockKinds.js';
@@ -17,7 +17,6 @@ import {
   type LayerAssignment,
 } from './manifest.js';
 import { OffsiteError } from './OffsiteError.js';
-import { encodeFloats, encodeSafetensors, type RawTensor } from './safetensorsRaw.js';
 import { sourceModelInfo } from './sourceModel.js';
 
 /** Files copied from the source model into every artifact that needs to tokenize or rebuild the config. */
@@ -72,16 +71,15 @@ export async function saveEmulator(outDir: string, sourceModelDir: string, spec:
     join(outDir, EMULATOR_MANIFEST),
   ) as EmulatorManifest;
   const wanted = emulatorTensorNames(config, manifest, weights);
-  const tensors: RawTensor[] = [];
+  const tensors: WriteTensor[] = [];
   for (const name of wanted) {
     const t = weights.get(name)!;
     const values = 'data' in t && t.data instanceof Float32Array ? t.data : ((await (t as tf.Tensor).data()) as Float32Array);
-    const shape = t.shape.slice();
-    tensors.push({ name, dtype: 'F32', shape, bytes: encodeFloats(values, 'F32') });
+    tensors.push({ name, dtype: 'F32', shape: t.shape.slice(), data: values });
   }
   const files: ArtifactFile[] = [
     { name: EMULATOR_MANIFEST, chunks: [Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)] },
-    { name: EMULATOR_WEIGHTS, chunks: encodeSafetensors(tensors, { format: 'pt', scaleot: 'emulator' }) },
+    { name: EMULATOR_WEIGHTS, chunks: encodeSafetensors(tensors, { format: 'pt', scaleot: 'emulator' }, join(outDir, EMULATOR_WEIGHTS)) },
     ...copiedModelFiles(sourceModelDir),
   ];
   await writeArtifactDir(outDir, files, options);
@@ -93,14 +91,23 @@ export function copiedModelFiles(modelDir: string): ArtifactFile[] {
   return ['config.json', ...TOKENIZER_FILES].filter((f) => existsSync(join(modelDir, f))).map((f) => ({ name: f, copyFrom: join(modelDir, f) }));
 }
 
-/** Names an emulator stores: embeddings, ln_f, every non-dropped original block, and any replacement module's tensors. */
+/** The parameters outside the blocks (embeddings, final norm, untied head), by HF name. */
+export function stemParameterNames(config: ModelConfig): string[] {
+  const family = familyOf(config);
+  return family
+    .expectedParameters(config)
+    .filter((p) => family.naming.blockIndex(p.name) === undefined)
+    .map((p) => p.name);
+}
+
+/** Names an emulator stores: the stem, every non-dropped original block, and any replacement module's tensors. */
 function emulatorTensorNames(config: ModelConfig, manifest: EmulatorManifest, weights: Map<string, unknown>): string[] {
-  const names = ['transformer.wte.weight', 'transformer.wpe.weight'];
+  const naming = familyOf(config).naming;
+  const names: string[] = [];
   manifest.layerMap.forEach((entry, i) => {
     if (entry === 'adapter' || entry === 'raw') {
-      const prefix = `transformer.h.${i}.`;
-      const block = [...weights.keys()].filter((n) => n.startsWith(prefix));
-      if (block.length === 0) throw new OffsiteError('MISSING_TENSOR', `no weights for block ${i}, which the layer map keeps`, { where: `transformer.h.${i}` });
+      const block = [...weights.keys()].filter((n) => naming.blockIndex(n) === i);
+      if (block.length === 0) throw new OffsiteError('MISSING_TENSOR', `no weights for block ${i}, which the layer map keeps`, { where: naming.blockPrefix(i) });
       names.push(...block);
     } else if (typeof entry === 'object') {
       const ref = entry.replacedBy.ref;
@@ -108,11 +115,10 @@ function emulatorTensorNames(config: ModelConfig, manifest: EmulatorManifest, we
       names.push(...mod);
     }
   });
-  names.push('transformer.ln_f.weight', 'transformer.ln_f.bias');
+  names.unshift(...stemParameterNames(config));
   for (const n of names) {
     if (!weights.has(n)) throw new OffsiteError('MISSING_TENSOR', `emulator weights lack "${n}"`, { where: n });
   }
-  void config;
   return names;
 }
 
@@ -129,8 +135,12 @@ export async function loadEmulator(dir: string): Promise<LoadedEmulator> {
   const root = resolve(dir);
   const manifest = await readManifest(root, 'scaleot.emulator');
   const config = await readModelConfig(root);
-  if (config.nLayer !== manifest.sourceModel.nLayer || config.nEmbd !== manifest.sourceModel.nEmbd) {
-    throw new OffsiteError('EMULATOR_CONFIG_MISMATCH', `config.json (n_layer ${config.nLayer}, n_embd ${config.nEmbd}) disagrees with the manifest's source model`, { where: root });
+  if (config.nLayer !== manifest.sourceModel.nLayer || config.hiddenSize !== manifest.sourceModel.nEmbd || config.modelType !== manifest.sourceModel.modelType) {
+    throw new OffsiteError(
+      'EMULATOR_CONFIG_MISMATCH',
+      `config.json (${config.modelType}, ${config.nLayer} blocks of width ${config.hiddenSize}) disagrees with the manifest's source model (${manifest.sourceModel.modelType}, ${manifest.sourceModel.nLayer} of width ${manifest.sourceModel.nEmbd})`,
+      { where: root },
+    );
   }
   const file = await SafetensorsFile.open(join(root, EMULATOR_WEIGHTS));
   const weights = new Map<string, Float32Array>();
@@ -148,9 +158,10 @@ export async function loadEmulator(dir: string): Promise<LoadedEmulator> {
  * per non-dropped layer-map entry, in original order, each keeping its original index (HF names).
  */
 export function buildEmulatorModel(config: ModelConfig, layerMap: LayerAssignment[], weights: Map<string, Float32Array>, where = 'emulator'): CausalLM {
-  // A zero-block model carries embeddings and ln_f; the blocks are built from their own tensors.
+  // A zero-block model carries the stem; the blocks are built from their own tensors.
+  const family = familyOf(config);
   const shell = new Map<string, Float32Array>();
-  for (const n of ['transformer.wte.weight', 'transformer.wpe.weight', 'transformer.ln_f.weight', 'transformer.ln_f.bias']) {
+  for (const n of stemParameterNames(config)) {
     const w = weights.get(n);
     if (!w) throw new OffsiteError('MISSING_TENSOR', `emulator weights lack "${n}"`, { where });
     shell.set(n, w);
@@ -161,7 +172,7 @@ export function buildEmulatorModel(config: ModelConfig, layerMap: LayerAssignmen
   try {
     layerMap.forEach((entry, i) => {
       if (entry === 'dropped') return;
-      if (entry === 'adapter' || entry === 'raw') blocks.push(new Gpt2Block(i, config, params));
+      if (entry === 'adapter' || entry === 'raw') blocks.push(family.createBlock(i, config, params));
       else blocks.push(blockKindFactory(entry.replacedBy.kind, where)({ index: i, ref: entry.replacedBy.ref, config, weights }));
     });
   } catch (err) {

@@ -59,7 +59,7 @@ export function taskMetric(task: Task): Metric {
  */
 export async function evaluateModel(model: CausalLM, task: Task, tokenizer: TokenEncoder, opts: EvalOptions = {}): Promise<EvalResult> {
   const started = performance.now();
-  const ctx = model.config.nPositions;
+  const ctx = model.config.maxPositions;
   const where = task.files.test ?? task.specFile;
   let rows = taskRows(task, 'test');
   const scoring = (total: number) => {

@@ -11,7 +11,7 @@ import type { RunControl } from './tuneAdapter.js';
 
 /** Tunes every weight of a model in place (the upper bound of the five-number report). */
 export async function fullFineTuneInMemory(model: CausalLM, task: Task, tokenizer: TokenEncoder, hyper: TrainHyperParameters, control: RunControl = {}): Promise<TrainResult> {
-  const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? model.config.nPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
+  const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? model.config.maxPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
   return trainLoop(model, new Map(model.namedWeights()), batcher, hyper, { ...control, label: 'full-tune' });
 }
 

@@ -1,11 +1,10 @@
-import { open, readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { canonicalName, expectedParameters, readModelConfig } from '@scaleot/checkpoint';
-import { loadModel, type CausalLM } from '@scaleot/model';
+import { readdir, stat, type FileHandle } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { encodeTensorData, type SafetensorsFile } from '@scaleot/checkpoint';
+import { loadModel, openModelCheckpoint, type CausalLM, type OpenedModel } from '@scaleot/model';
 import { applyAdapter, isAdapterTensor, readAdapter, type LoadedAdapter } from './adapterArtifact.js';
 import { writeArtifactDir, type ArtifactFile } from './artifactDir.js';
 import { AdapterMismatchError } from './OffsiteError.js';
-import { encodeFloats, encodeHeaderLike, modelWeightFiles, readRawHeader, type RawSafetensors } from './safetensorsRaw.js';
 import { sourceModelInfo } from './sourceModel.js';
 
 export const PLUGIN_RECORD = 'scaleot-plugin.json';
@@ -38,61 +37,49 @@ export interface PlugInResult {
 export async function plugIn(opts: PlugInOptions): Promise<PlugInResult> {
   const modelDir = resolve(opts.modelDir);
   const adapter = await readAdapter(opts.adapterDir);
-  const plan = await checkAdapterAgainstModel(modelDir, adapter, opts.allowSourceMismatch ?? false);
-  const files: ArtifactFile[] = [];
-  for (const header of plan.headers) {
-    const name = header.path.slice(modelDir.length + 1);
-    files.push({ name, write: (fh) => writePluggedShard(fh, header, plan.storedToCanonical, adapter) });
-  }
-  for (const entry of await readdir(modelDir)) {
-    if (entry.endsWith('.safetensors') || entry.startsWith('.') || entry === PLUGIN_RECORD || !(await stat(join(modelDir, entry))).isFile()) continue;
-    files.push({ name: entry, copyFrom: join(modelDir, entry) });
-  }
-  const record = {
-    format: 'scaleot.plugin',
-    version: 1,
-    sourceModel: await sourceModelInfo(modelDir),
-    adapter: { sourceModel: adapter.manifest.sourceModel, method: adapter.manifest.method, adapter: adapter.manifest.adapter, createdAt: adapter.manifest.createdAt },
-    replaced: plan.replaced,
-    createdAt: new Date().toISOString(),
-  };
-  files.push({ name: PLUGIN_RECORD, chunks: [Buffer.from(`${JSON.stringify(record, null, 2)}\n`)] });
-  await writeArtifactDir(opts.outDir, files, { overwrite: opts.overwrite });
-  return { outDir: resolve(opts.outDir), replaced: plan.replaced, files: plan.headers.map((h) => h.path.slice(modelDir.length + 1)) };
-}
-
-interface PlugPlan {
-  headers: RawSafetensors[];
-  storedToCanonical: Map<string, string>;
-  replaced: string[];
-}
-
-/** Names, shapes and source hash: every adapter tensor must be a same-shaped tensor of the model, covering the adapter blocks. */
-async function checkAdapterAgainstModel(modelDir: string, adapter: LoadedAdapter, allowSourceMismatch: boolean): Promise<PlugPlan> {
-  const config = await readModelConfig(modelDir);
-  const headers: RawSafetensors[] = [];
-  for (const f of await modelWeightFiles(modelDir)) headers.push(await readRawHeader(join(modelDir, f)));
-  const storedToCanonical = new Map<string, string>();
-  const shapes = new Map<string, number[]>();
-  for (const h of headers) {
-    for (const e of h.entries) {
-      const canonical = canonicalName(config, e.name);
-      storedToCanonical.set(e.name, canonical);
-      shapes.set(canonical, e.shape);
+  const opened = await openModelCheckpoint(modelDir);
+  try {
+    const replaced = await checkAdapterAgainstModel(modelDir, opened, adapter, opts.allowSourceMismatch ?? false);
+    const shards = opened.checkpoint.shards();
+    const canonicalOf = new Map([...opened.names].map(([canonical, stored]) => [stored, canonical]));
+    const files: ArtifactFile[] = shards.map((shard) => ({ name: basename(shard.path), write: (fh) => writePluggedShard(fh, shard, canonicalOf, adapter) }));
+    for (const entry of await readdir(modelDir)) {
+      if (entry.endsWith('.safetensors') || entry.startsWith('.') || entry === PLUGIN_RECORD || !(await stat(join(modelDir, entry))).isFile()) continue;
+      files.push({ name: entry, copyFrom: join(modelDir, entry) });
     }
+    const record = {
+      format: 'scaleot.plugin',
+      version: 1,
+      sourceModel: await sourceModelInfo(modelDir),
+      adapter: { sourceModel: adapter.manifest.sourceModel, method: adapter.manifest.method, adapter: adapter.manifest.adapter, createdAt: adapter.manifest.createdAt },
+      replaced,
+      createdAt: new Date().toISOString(),
+    };
+    files.push({ name: PLUGIN_RECORD, chunks: [Buffer.from(`${JSON.stringify(record, null, 2)}\n`)] });
+    await writeArtifactDir(opts.outDir, files, { overwrite: opts.overwrite });
+    return { outDir: resolve(opts.outDir), replaced, files: shards.map((s) => basename(s.path)) };
+  } finally {
+    await opened.checkpoint.close();
   }
+}
+
+/** Names, shapes and source hash: every adapter tensor must be a same-shaped parameter of the model, covering the adapter blocks. */
+async function checkAdapterAgainstModel(modelDir: string, opened: OpenedModel, adapter: LoadedAdapter, allowSourceMismatch: boolean): Promise<string[]> {
   const where = adapter.dir;
+  const { checkpoint, config, names } = opened;
+  if (adapter.manifest.sourceModel.modelType !== config.modelType) {
+    throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `the adapter was tuned for a ${adapter.manifest.sourceModel.modelType} model, this is a ${config.modelType}; plug it into the model its emulator was cut from`, { where });
+  }
   for (const [name, t] of adapter.tensors) {
-    const shape = shapes.get(name);
-    if (!shape) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `the model has no tensor "${name}"; this adapter was made for another model`, { where });
+    const stored = names.get(name);
+    if (!stored) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `the model has no tensor "${name}"; this adapter was made for another model`, { where });
+    const shape = checkpoint.info(stored).shape;
     if (shape.length !== t.shape.length || shape.some((d, i) => d !== t.shape[i])) {
       throw new AdapterMismatchError('ADAPTER_SHAPE_MISMATCH', `"${name}" is [${t.shape}] in the adapter but [${shape}] in the model; this adapter was made for another model`, { where });
     }
   }
   const idx = [...adapter.manifest.adapter.bottom, ...adapter.manifest.adapter.top];
-  const missing = expectedParameters(config)
-    .map((p) => p.name)
-    .filter((n) => isAdapterTensor(n, idx) && !adapter.tensors.has(n));
+  const missing = [...names.keys()].filter((n) => isAdapterTensor(n, idx, config.modelType) && !adapter.tensors.has(n));
   if (missing.length > 0) throw new AdapterMismatchError('ADAPTER_NAMES_MISMATCH', `the adapter lacks ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ' …' : ''} of its own blocks`, { where });
   const source = await sourceModelInfo(modelDir);
   if (!allowSourceMismatch && source.sha256 !== adapter.manifest.sourceModel.sha256) {
@@ -102,33 +89,23 @@ async function checkAdapterAgainstModel(modelDir: string, adapter: LoadedAdapter
       { where },
     );
   }
-  return { headers, storedToCanonical, replaced: [...adapter.tensors.keys()] };
+  return [...adapter.tensors.keys()];
 }
 
-async function writePluggedShard(fh: import('node:fs/promises').FileHandle, header: RawSafetensors, storedToCanonical: Map<string, string>, adapter: LoadedAdapter): Promise<void> {
-  // Same header keys, order and data offsets as the source: every tensor keeps its dtype and byte length.
-  const [lenBytes, headerBytes] = encodeHeaderLike(header);
-  await fh.write(lenBytes);
-  await fh.write(headerBytes);
-  const src = await open(header.path, 'r');
-  try {
-    let at = 0;
-    for (const e of [...header.entries].sort((a, b) => a.begin - b.begin)) {
-      // A source with gaps between tensors keeps them (zero-filled), so every offset stays valid.
-      if (e.begin > at) await fh.write(new Uint8Array(e.begin - at));
-      at = Math.max(at, e.end);
-      const t = adapter.tensors.get(storedToCanonical.get(e.name)!);
-      let bytes: Uint8Array;
-      if (t) {
-        bytes = encodeFloats(t.data, e.dtype);
-      } else {
-        bytes = new Uint8Array(e.end - e.begin);
-        await src.read(bytes, 0, bytes.length, header.dataStart + e.begin);
-      }
-      await fh.write(bytes);
-    }
-  } finally {
-    await src.close();
+async function writePluggedShard(fh: FileHandle, shard: SafetensorsFile, canonicalOf: Map<string, string>, adapter: LoadedAdapter): Promise<void> {
+  // The source's header bytes verbatim: same keys, order and data offsets, so every tensor keeps its
+  // dtype and byte length; adapter tensors are re-encoded in the stored dtype, the rest copied raw.
+  await fh.write(await shard.headerBytes());
+  const entries = shard.names().map((name) => shard.info(name));
+  let at = 0;
+  for (const e of entries) {
+    const [begin, end] = e.dataOffsets;
+    // A source with gaps between tensors keeps them (zero-filled), so every offset stays valid.
+    if (begin > at) await fh.write(new Uint8Array(begin - at));
+    at = Math.max(at, end);
+    const canonical = canonicalOf.get(e.name);
+    const t = canonical === undefined ? undefined : adapter.tensors.get(canonical);
+    await fh.write(t ? encodeTensorData({ name: e.name, dtype: e.dtype, shape: e.shape, data: t.data }, shard.path) : await shard.readRaw(e.name));
   }
 }
 

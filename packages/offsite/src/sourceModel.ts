@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { OffsiteError } from './OffsiteError.js';
-import { modelWeightFiles } from './safetensorsRaw.js';
+import { stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { Checkpoint, CONFIG_FILE_NAME } from '@scaleot/checkpoint';
+import { parseModelConfig } from '@scaleot/model';
 
 /** Identity of the checkpoint an emulator or adapter was cut from. */
 export interface SourceModelInfo {
@@ -14,7 +14,18 @@ export interface SourceModelInfo {
   sha256: string;
   modelType: string;
   nLayer: number;
+  /** Width of the residual stream (the normalised config's hiddenSize; the field keeps its manifest name). */
   nEmbd: number;
+}
+
+/** config.json and the safetensors files of a model dir (the index's shards, or model.safetensors), by name. */
+async function modelFiles(dir: string): Promise<{ config: Record<string, unknown>; configFile: string; files: string[] }> {
+  const ckpt = await Checkpoint.open(dir);
+  try {
+    return { config: ckpt.rawConfig, configFile: ckpt.configFile, files: [CONFIG_FILE_NAME, ...ckpt.shardFiles().map((f) => basename(f))] };
+  } finally {
+    await ckpt.close();
+  }
 }
 
 const cache = new Map<string, Promise<SourceModelInfo>>();
@@ -37,7 +48,7 @@ export async function sourceModelInfo(dir: string): Promise<SourceModelInfo> {
 async function cacheKey(dir: string): Promise<string> {
   const parts = [resolve(dir)];
   try {
-    for (const f of ['config.json', ...(await modelWeightFiles(dir))]) {
+    for (const f of (await modelFiles(dir)).files) {
       const s = await stat(join(dir, f));
       parts.push(`${f}:${s.size}:${s.mtimeMs}`);
     }
@@ -48,27 +59,12 @@ async function cacheKey(dir: string): Promise<string> {
 }
 
 async function computeSourceModelInfo(dir: string): Promise<SourceModelInfo> {
-  const configPath = join(dir, 'config.json');
-  let config: Record<string, unknown>;
-  try {
-    config = JSON.parse(await readFile(configPath, 'utf8'));
-  } catch (cause) {
-    throw new OffsiteError('MODEL_NOT_FOUND', 'cannot read config.json; pass a Hugging Face model directory', { where: dir, cause });
-  }
-  const files = ['config.json', ...(await modelWeightFiles(dir))].sort();
+  const { config: raw, configFile, files } = await modelFiles(dir);
+  const config = parseModelConfig(raw, configFile);
   const lines: string[] = [];
-  for (const f of files) lines.push(`${await sha256File(join(dir, f))}  ${f}\n`);
+  for (const f of [...files].sort()) lines.push(`${await sha256File(join(dir, f))}  ${f}\n`);
   const sha256 = createHash('sha256').update(lines.join('')).digest('hex');
-  const num = (...keys: string[]): number => {
-    for (const k of keys) if (typeof config[k] === 'number') return config[k] as number;
-    throw new OffsiteError('MODEL_CONFIG_INVALID', `config.json has no ${keys.join('/')}`, { where: configPath });
-  };
-  return {
-    sha256,
-    modelType: String(config.model_type ?? 'unknown'),
-    nLayer: num('n_layer', 'num_hidden_layers'),
-    nEmbd: num('n_embd', 'hidden_size'),
-  };
+  return { sha256, modelType: config.modelType, nLayer: config.nLayer, nEmbd: config.hiddenSize };
 }
 
 export function sha256File(path: string): Promise<string> {

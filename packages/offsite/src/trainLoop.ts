@@ -2,13 +2,12 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Progress, type Logger } from '@scaleot/core';
-import { SafetensorsFile } from '@scaleot/checkpoint';
+import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/checkpoint';
 import { accumulateGradients, AdamW, clipByGlobalNorm, warmupCosine, type CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { writeArtifactDir } from './artifactDir.js';
 import { shiftedLossSum } from './lmMath.js';
 import { OffsiteError } from './OffsiteError.js';
-import { encodeFloats, encodeSafetensors, type RawTensor } from './safetensorsRaw.js';
 import type { TaskBatcher, TaskBatcherState } from './TaskBatcher.js';
 
 /** Optimisation hyper-parameters shared by adapter tuning, full fine-tuning and distillation. */
@@ -184,19 +183,19 @@ async function saveTrainState(
   optimizer: AdamW,
   batcher: TaskBatcherState,
 ): Promise<void> {
-  const tensors: RawTensor[] = [];
+  const tensors: WriteTensor[] = [];
   const opt = optimizer.getState();
   for (const [name, v] of variables) {
-    tensors.push({ name: `param/${name}`, dtype: 'F32', shape: v.shape.slice(), bytes: encodeFloats((await v.data()) as Float32Array, 'F32') });
-    tensors.push({ name: `adam.m/${name}`, dtype: 'F32', shape: v.shape.slice(), bytes: encodeFloats(opt.m[name], 'F32') });
-    tensors.push({ name: `adam.v/${name}`, dtype: 'F32', shape: v.shape.slice(), bytes: encodeFloats(opt.v[name], 'F32') });
+    tensors.push({ name: `param/${name}`, dtype: 'F32', shape: v.shape.slice(), data: (await v.data()) as Float32Array });
+    tensors.push({ name: `adam.m/${name}`, dtype: 'F32', shape: v.shape.slice(), data: opt.m[name] });
+    tensors.push({ name: `adam.v/${name}`, dtype: 'F32', shape: v.shape.slice(), data: opt.v[name] });
   }
   const state = { format: 'scaleot.train-state', version: 1, step, optimizerStep: opt.step, batcher, fingerprint, savedAt: new Date().toISOString() };
   await writeArtifactDir(
     dir,
     [
       { name: STATE_JSON, chunks: [Buffer.from(`${JSON.stringify(state, null, 2)}\n`)] },
-      { name: STATE_TENSORS, chunks: encodeSafetensors(tensors) },
+      { name: STATE_TENSORS, chunks: encodeSafetensors(tensors, undefined, join(dir, STATE_TENSORS)) },
     ],
     { overwrite: true },
   );

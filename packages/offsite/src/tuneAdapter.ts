@@ -1,10 +1,10 @@
 import type { Task, TokenEncoder } from '@scaleot/data';
 import { Tokenizer } from '@scaleot/tokenizer';
-import { Gpt2Block, type CausalLM } from '@scaleot/model';
+import type { CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { saveAdapter } from './adapterArtifact.js';
 import { loadEmulator, type LoadedEmulator } from './emulator.js';
-import { LoraBlock } from './LoraBlock.js';
+import { isLoraHost, LoraBlock } from './LoraBlock.js';
 import type { AdapterManifest, LoraSpec } from './manifest.js';
 import { OffsiteError } from './OffsiteError.js';
 import { TaskBatcher } from './TaskBatcher.js';
@@ -78,7 +78,7 @@ export async function tuneAdapterInMemory(
   const idx = [...emu.manifest.adapter.bottom, ...emu.manifest.adapter.top];
   if (lora) wrapWithLora(emu.model, idx, lora, hyper.seed);
   const variables = trainableAdapterVariables(emu.model, idx);
-  const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? emu.config.nPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
+  const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? emu.config.maxPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
   const train = await trainLoop(emu.model, variables, batcher, hyper, { ...control, label: 'tune' });
   return { train };
 }
@@ -90,8 +90,8 @@ export function wrapWithLora(model: CausalLM, indices: readonly number[], lora: 
   }
   model.blocks = model.blocks.map((b) => {
     if (!indices.includes(b.sourceIndex) || b instanceof LoraBlock) return b;
-    if (!(b instanceof Gpt2Block)) throw new OffsiteError('BAD_LORA', `block ${b.sourceIndex} is a "${b.kind}", LoRA wraps GPT-2 blocks only`, { where: 'lora' });
-    return new LoraBlock(b, lora, model.config.nHead, model.config.layerNormEpsilon, seed);
+    if (!isLoraHost(b)) throw new OffsiteError('BAD_LORA', `block ${b.sourceIndex} is a "${b.kind}", LoRA wraps original transformer blocks only`, { where: 'lora' });
+    return new LoraBlock(b, lora, seed);
   });
 }
 

@@ -1,7 +1,6 @@
-import { Checkpoint } from '@scaleot/checkpoint';
 import type { Logger } from '@scaleot/core';
 import { Tokenizer } from '@scaleot/tokenizer';
-import { loadModel } from '@scaleot/model';
+import { loadModel, openModelCheckpoint } from '@scaleot/model';
 import type * as tf from '@tensorflow/tfjs';
 import { distillEmulator } from './distill.js';
 import { buildEmulatorModel, layerDropMap, saveEmulator, type EmulatorSpec, type ShapedArray } from './emulator.js';
@@ -45,12 +44,11 @@ export interface UniformEmulatorResult {
 
 /** Offsite-Tuning's uniform LayerDrop emulator, optionally distilled. */
 export async function createUniformEmulator(opts: UniformEmulatorOptions): Promise<UniformEmulatorResult> {
-  const ckpt = await Checkpoint.open(opts.modelDir);
+  const { checkpoint: ckpt, family, config, names } = await openModelCheckpoint(opts.modelDir);
   let weights: Map<string, ShapedArray | tf.Tensor>;
   let spec: EmulatorSpec;
   let distillResult: TrainResult | undefined;
   try {
-    const config = ckpt.config;
     const layout = adapterLayout(config.nLayer, opts.adapter);
     const kept = selectKeptMiddle(layout, opts.selection);
     const { layerMap, placement } = layerDropMap(config.nLayer, opts.adapter ?? {}, kept);
@@ -69,12 +67,10 @@ export async function createUniformEmulator(opts: UniformEmulatorOptions): Promi
       adapter: placement,
       compression: {},
     };
-    const names = ckpt.validate();
     weights = new Map();
     for (const [canonical, stored] of names) {
-      if (canonical === 'lm_head.weight') continue;
-      const m = /^transformer\.h\.(\d+)\./.exec(canonical);
-      if (m && layerMap[Number(m[1])] === 'dropped') continue;
+      const block = family.naming.blockIndex(canonical);
+      if (block !== undefined && layerMap[block] === 'dropped') continue;
       weights.set(canonical, { shape: ckpt.info(stored).shape, data: await ckpt.readFloat32(stored) });
     }
     if (opts.distill) {

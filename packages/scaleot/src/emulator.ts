@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { Checkpoint } from '@scaleot/checkpoint';
+import { familyOf, openModelCheckpoint, type FamilyNaming, type ModelConfig } from '@scaleot/model';
 import { saveEmulator, type EmulatorManifest, type EmulatorSpec, type LayerAssignment, type ShapedArray } from '@scaleot/offsite';
 import { HARMONIZER_KIND, harmonizerPrefix } from './Harmonizer.js';
 import { rawPerGroup } from './importance.js';
@@ -16,8 +16,13 @@ import { lowRankApproximation, lowRankFactors, multiplyFactors } from './svd.js'
  */
 export type EmulatorMode = 'replace' | 'drop' | 'uniform-replace';
 
-/** SRC targets of GPT-2 blocks (Conv1D weights, [in, out]). */
-export const DEFAULT_SRC_TARGETS = ['attn.c_attn', 'attn.c_proj'] as const;
+/** SRC's default targets: the family's attention projections (GPT-2 c_attn, c_proj; OPT/LLaMA q, k, v, o). */
+export function defaultSrcTargets(config: ModelConfig): string[] {
+  return familyOf(config)
+    .linearTargets(config)
+    .filter((t) => t.part === 'attention')
+    .map((t) => t.name);
+}
 
 export interface ScaleotEmulatorOptions {
   /** The full model (HF dir). */
@@ -40,7 +45,7 @@ export interface ScaleotEmulatorOptions {
   groupSize?: number;
   /** SRC storage: 'dense' (the product, under the original names) or 'factors' (U_r·Σ_r and V_rᵀ). Default 'dense'. */
   srcStorage?: 'dense' | 'factors';
-  /** Block-relative weight names SRC compresses. Default: attn.c_attn, attn.c_proj. */
+  /** Block-relative module names SRC compresses (`<name>.weight`). Default: the family's attention projections. */
   srcTargets?: readonly string[];
   overwrite?: boolean;
 }
@@ -110,18 +115,18 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
   if (!['replace', 'drop', 'uniform-replace'].includes(mode)) throw new ScaleotMethodError('BAD_OPTION', `mode must be replace, drop or uniform-replace, got ${JSON.stringify(mode)}`, { where: 'mode' });
   const storage = opts.srcStorage ?? 'dense';
   if (storage !== 'dense' && storage !== 'factors') throw new ScaleotMethodError('BAD_OPTION', `srcStorage must be dense or factors, got ${JSON.stringify(storage)}`, { where: 'srcStorage' });
-  const targets = [...(opts.srcTargets ?? DEFAULT_SRC_TARGETS)];
   const needsStage1 = alpha > 0;
   if (needsStage1 && !opts.stage1Dir) throw new ScaleotMethodError('STAGE1_MISSING', 'α > 0 needs the stage-1 artifacts (scores and harmonizers); pass stage1Dir', { where: 'stage1Dir' });
   const stage1: Stage1Artifacts | undefined = opts.stage1Dir ? await readStage1(opts.stage1Dir) : undefined;
   if (stage1) await checkStage1Source(stage1, opts.modelDir);
 
-  const ckpt = await Checkpoint.open(opts.modelDir);
+  const { checkpoint: ckpt, config, family, names } = await openModelCheckpoint(opts.modelDir);
+  const naming = family.naming;
+  const targets = [...(opts.srcTargets ?? defaultSrcTargets(config))];
   let spec: EmulatorSpec;
   let plan: EmulatorPlan;
   const weights = new Map<string, ShapedArray>();
   try {
-    const config = ckpt.config;
     const nAdapter = opts.nAdapter ?? stage1?.manifest.layout.nAdapter ?? 4;
     const bottom = opts.bottom ?? Math.floor(nAdapter / 2);
     const groupSize = opts.groupSize ?? stage1?.manifest.layout.groups[0]?.length ?? 4;
@@ -144,13 +149,12 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
       if (adapterIdx.has(i)) layerMap.push('adapter');
       else if (plan.dropped.includes(i)) layerMap.push('dropped');
       else if (plan.replaced.includes(i)) layerMap.push({ replacedBy: { kind: HARMONIZER_KIND, ref: harmonizerPrefix(i) } });
-      else if (beta > 0 && storage === 'factors') layerMap.push({ replacedBy: { kind: SRC_FACTORS_KIND, ref: `transformer.h.${i}` } });
+      else if (beta > 0 && storage === 'factors') layerMap.push({ replacedBy: { kind: SRC_FACTORS_KIND, ref: naming.blockPrefix(i) } });
       else layerMap.push('raw');
     }
-    for (const [canonical, stored] of ckpt.validate()) {
-      if (canonical === 'lm_head.weight') continue;
-      const m = /^transformer\.h\.(\d+)\./.exec(canonical);
-      const entry = m ? layerMap[Number(m[1])] : undefined;
+    for (const [canonical, stored] of names) {
+      const block = naming.blockIndex(canonical);
+      const entry = block === undefined ? undefined : layerMap[block];
       // Dropped and harmonizer-replaced blocks never leave the owner.
       if (entry === 'dropped' || (typeof entry === 'object' && entry.replacedBy.kind === HARMONIZER_KIND)) continue;
       weights.set(canonical, { shape: ckpt.info(stored).shape.slice(), data: await ckpt.readFloat32(stored) });
@@ -158,7 +162,7 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
     for (const i of plan.replaced) {
       for (const [name, t] of stage1!.harmonizers) if (name.startsWith(`${harmonizerPrefix(i)}.`)) weights.set(name, { shape: t.shape.slice(), data: t.data });
     }
-    const src = beta > 0 ? compressRawMiddle(weights, plan.raw, targets, beta, storage) : { ranks: {}, relativeError: {} };
+    const src = beta > 0 ? compressRawMiddle(weights, naming, plan.raw, targets, beta, storage) : { ranks: {}, relativeError: {} };
     spec = {
       method: 'scaleot',
       parameters: {
@@ -185,7 +189,7 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
   return { outDir: resolve(opts.outDir), manifest, plan };
 }
 
-/** SRC rank for a [d_in, d_out] matrix. */
+/** SRC rank for a [rows, cols] matrix. */
 export function srcRank(dIn: number, dOut: number, beta: number): number {
   return Math.max(1, Math.round((1 - checkFraction('beta', beta)) * Math.min(dIn, dOut)));
 }
@@ -193,11 +197,12 @@ export function srcRank(dIn: number, dOut: number, beta: number): number {
 /**
  * Selective Rank Compression in place on `weights`: every target of every block in `blocks` becomes its
  * truncated SVD (dense product under the same name, or two factors under `<name>_left` / `<name>_right`).
- * GPT-2 Conv1D weights are [in, out] with y = x·W; the SVD of W and of its transpose truncate alike, and
- * the factors keep the layout: left [in, r], right [r, out].
+ * The SVD of W and of its transpose truncate alike, so the stored layout (Conv1D [in, out] or nn.Linear
+ * [out, in]) does not matter: the factors of a stored [rows, cols] matrix are left [rows, r], right [r, cols].
  */
 export function compressRawMiddle(
   weights: Map<string, ShapedArray>,
+  naming: Pick<FamilyNaming, 'blockPrefix'>,
   blocks: readonly number[],
   targets: readonly string[],
   beta: number,
@@ -207,7 +212,7 @@ export function compressRawMiddle(
   const relativeError: Record<string, number> = {};
   for (const i of blocks) {
     for (const target of targets) {
-      const name = `transformer.h.${i}.${target}.weight`;
+      const name = `${naming.blockPrefix(i)}.${target}.weight`;
       const w = weights.get(name);
       if (!w || w.shape.length !== 2) throw new ScaleotMethodError('BAD_OPTION', `SRC target "${name}" is not a matrix of this model`, { where: 'srcTargets' });
       const [dIn, dOut] = w.shape;

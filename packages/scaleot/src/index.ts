@@ -49,7 +49,6 @@ export {
   type Stage1Artifacts,
   type BlockImportance,
 } from './stage1Artifacts.js';
-export { encodeF32Safetensors, readAllFloat32, type F32Tensor } from './safetensorsBytes.js';
 export { registerScaleotBlockKinds, SRC_FACTORS_KIND, srcFactorNames } from './blockKinds.js';
 export {
   buildScaleotEmulator,
@@ -57,7 +56,7 @@ export {
   checkFraction,
   srcRank,
   compressRawMiddle,
-  DEFAULT_SRC_TARGETS,
+  defaultSrcTargets,
   type EmulatorMode,
   type ScaleotEmulatorOptions,
   type ScaleotEmulatorResult,

@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/checkpoint';
 import { Progress, type Logger } from '@scaleot/core';
 import { createRng, lmDocuments, lmStream, randomWindows, Rng, taskRows } from '@scaleot/data';
-import { loadModel, tokenBatch, warmupCosine } from '@scaleot/model';
+import { loadModel, tokenBatch, warmupCosine, type ModelConfig } from '@scaleot/model';
 import { resolveTask, sourceModelInfo, writeArtifactDir, type SourceModelInfo, type TaskInput } from '@scaleot/offsite';
 import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
 import { Harmonizer, HARMONIZER_KIND } from './Harmonizer.js';
 import { applyHarmonizerUpdate, harmonizerGradientStep, HarmonizerOptimizer, rolloutLoss } from './harmonizerStep.js';
 import { middleGroups, reinforceUpdate, sampleGroupedMask } from './importance.js';
-import { encodeF32Safetensors, readAllFloat32, type F32Tensor } from './safetensorsBytes.js';
 import { ScaleotMethodError } from './ScaleotMethodError.js';
 import {
   importanceTable,
@@ -202,15 +202,15 @@ export const STAGE1_STATE: Stage1StateFormat = {
 };
 
 /** Resolves defaults and checks every setting against the model; throws ScaleotMethodError. */
-export function resolveStage1Hyper(opts: Partial<Stage1HyperParameters>, model: { nLayer: number; nEmbd: number; nPositions: number }): { hyper: Stage1HyperParameters; layout: Stage1Layout } {
+export function resolveStage1Hyper(opts: Partial<Stage1HyperParameters>, model: Pick<ModelConfig, 'nLayer' | 'hiddenSize' | 'maxPositions'>): { hyper: Stage1HyperParameters; layout: Stage1Layout } {
   const nAdapter = opts.nAdapter ?? DEFAULT_STAGE1.nAdapter;
   const hyper: Stage1HyperParameters = {
     ...DEFAULT_STAGE1,
     ...pickHyper(opts),
     nAdapter,
     bottom: opts.bottom ?? Math.floor(nAdapter / 2),
-    rank: opts.rank ?? Math.max(1, Math.floor(model.nEmbd / 2)),
-    seqLen: opts.seqLen ?? model.nPositions,
+    rank: opts.rank ?? Math.max(1, Math.floor(model.hiddenSize / 2)),
+    seqLen: opts.seqLen ?? model.maxPositions,
   } as Stage1HyperParameters;
   const where = 'stage1 options';
   const bad = (field: string, want: string): never => {
@@ -224,7 +224,7 @@ export function resolveStage1Hyper(opts: Partial<Stage1HyperParameters>, model: 
   if (!(hyper.keepFraction > 0 && hyper.keepFraction < 1)) bad('keepFraction', 'in (0, 1)');
   if (!(hyper.scoreClamp > 0)) bad('scoreClamp', '> 0');
   if (!Number.isSafeInteger(hyper.seed)) bad('seed', 'a safe integer');
-  if (hyper.seqLen > model.nPositions) bad('seqLen', `at most n_positions = ${model.nPositions}`);
+  if (hyper.seqLen > model.maxPositions) bad('seqLen', `at most the model's context = ${model.maxPositions}`);
   const layout = stage1Layout(model.nLayer, hyper.nAdapter, hyper.bottom, hyper.groupSize);
   return { hyper, layout };
 }
@@ -277,7 +277,7 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
     for (const [name, s] of Object.entries(streams)) {
       if (s.length < hyper.seqLen + 2) throw new ScaleotMethodError('EMPTY_DATASET', `the ${name} stream has ${s.length} tokens; a window needs seqLen + 1 = ${hyper.seqLen + 1}`, { where: 'stage1 corpus' });
     }
-    for (const i of layout.middle) harmonizers.set(i, new Harmonizer(i, config.nEmbd, { rank: hyper.rank, eps: config.layerNormEpsilon, seed: hyper.seed, initStd: hyper.initStd }));
+    for (const i of layout.middle) harmonizers.set(i, new Harmonizer(i, config.hiddenSize, { rank: hyper.rank, eps: config.normEps, seed: hyper.seed, initStd: hyper.initStd }));
     optimizer = new HarmonizerOptimizer(harmonizers, { weightDecay: hyper.weightDecay });
     const fingerprint = { source: source.sha256, hyper, streams: { train: streams.train.length, val: streams.val.length } };
 
@@ -381,13 +381,13 @@ export async function writeStage1Artifacts(a: Stage1ArtifactsInput): Promise<Sta
     seconds: a.seconds,
     createdAt: new Date().toISOString(),
   };
-  const tensors: F32Tensor[] = [];
-  for (const h of a.harmonizers.values()) for (const [name, v] of h.namedVariables()) tensors.push({ name, shape: v.shape.slice(), data: (await v.data()) as Float32Array });
+  const tensors: WriteTensor[] = [];
+  for (const h of a.harmonizers.values()) for (const [name, v] of h.namedVariables()) tensors.push({ name, dtype: 'F32', shape: v.shape.slice(), data: (await v.data()) as Float32Array });
   await writeArtifactDir(
     a.outDir,
     [
       { name: STAGE1_SCORES, chunks: [Buffer.from(`${JSON.stringify({ format: 'scaleot.scores', sourceModel: source.sha256, groups: layout.groups, blocks: importanceTable(scores, layout) }, null, 2)}\n`)] },
-      { name: STAGE1_HARMONIZERS, chunks: encodeF32Safetensors(tensors, { format: 'pt', scaleot: 'stage1-harmonizers' }) },
+      { name: STAGE1_HARMONIZERS, chunks: encodeSafetensors(tensors, { format: 'pt', scaleot: 'stage1-harmonizers' }, STAGE1_HARMONIZERS) },
       { name: STAGE1_LOG, chunks: [Buffer.from(a.log.map((e) => JSON.stringify(e)).join('\n') + '\n')] },
       { name: STAGE1_MANIFEST, chunks: [Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)] },
     ],
@@ -422,15 +422,15 @@ export async function saveStage1State(
   optimizer: HarmonizerOptimizer,
   stateFormat: Stage1StateFormat = STAGE1_STATE,
 ): Promise<void> {
-  const tensors: F32Tensor[] = [];
+  const tensors: WriteTensor[] = [];
   const optimizerSteps: Record<string, number> = {};
   for (const [i, h] of harmonizers) {
     const st = optimizer.optimizers.get(i)!.getState();
     optimizerSteps[String(i)] = st.step;
     for (const [name, v] of h.namedVariables()) {
-      tensors.push({ name: `param/${name}`, shape: v.shape.slice(), data: (await v.data()) as Float32Array });
-      tensors.push({ name: `adam.m/${name}`, shape: v.shape.slice(), data: st.m[name] });
-      tensors.push({ name: `adam.v/${name}`, shape: v.shape.slice(), data: st.v[name] });
+      tensors.push({ name: `param/${name}`, dtype: 'F32', shape: v.shape.slice(), data: (await v.data()) as Float32Array });
+      tensors.push({ name: `adam.m/${name}`, dtype: 'F32', shape: v.shape.slice(), data: st.m[name] });
+      tensors.push({ name: `adam.v/${name}`, dtype: 'F32', shape: v.shape.slice(), data: st.v[name] });
     }
   }
   // JSON keeps float64 scores exactly (shortest round-trip representation).
@@ -439,7 +439,7 @@ export async function saveStage1State(
     dir,
     [
       { name: STATE_JSON, chunks: [Buffer.from(`${JSON.stringify(json)}\n`)] },
-      { name: STATE_TENSORS, chunks: encodeF32Safetensors(tensors) },
+      { name: STATE_TENSORS, chunks: encodeSafetensors(tensors, undefined, STATE_TENSORS) },
     ],
     { overwrite: true },
   );
@@ -466,7 +466,7 @@ export async function loadStage1State(
   if (JSON.stringify(json.fingerprint) !== JSON.stringify(fingerprint)) {
     throw stateFormat.error('mismatch', `the checkpoint was written by a run with another model, corpus or settings; use the same ones, another ${stateFormat.elsewhere}, or resume: false`, { where: path });
   }
-  const tensors = await readAllFloat32(join(dir, STATE_TENSORS));
+  const tensors = await SafetensorsFile.readAllFloat32(join(dir, STATE_TENSORS));
   for (const [i, h] of harmonizers) {
     const m: Record<string, Float32Array> = {};
     const v: Record<string, Float32Array> = {};

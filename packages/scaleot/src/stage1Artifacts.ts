@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { sourceModelInfo, type SourceModelInfo } from '@scaleot/offsite';
 import { harmonizerPrefix } from './Harmonizer.js';
-import { readAllFloat32 } from './safetensorsBytes.js';
+import { SafetensorsFile } from '@scaleot/checkpoint';
 import { ScaleotMethodError, Stage1MismatchError } from './ScaleotMethodError.js';
 
 export const STAGE1_FORMAT = 'scaleot.stage1';
@@ -83,7 +83,7 @@ export async function readStage1(dir: string): Promise<Stage1Artifacts> {
   for (const i of manifest.layout.middle) {
     if (importance[i].score === null) throw new ScaleotMethodError('STAGE1_INVALID', `scores.json has no score for middle block ${i}`, { where: join(root, STAGE1_SCORES) });
   }
-  const harmonizers = await readAllFloat32(join(root, STAGE1_HARMONIZERS)).catch((cause) => {
+  const harmonizers = await SafetensorsFile.readAllFloat32(join(root, STAGE1_HARMONIZERS)).catch((cause) => {
     throw new ScaleotMethodError('STAGE1_INVALID', `cannot read ${STAGE1_HARMONIZERS}: ${(cause as Error).message}`, { where: root, cause });
   });
   for (const i of manifest.harmonizer.blocks) {

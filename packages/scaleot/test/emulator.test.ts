@@ -2,10 +2,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { Checkpoint } from '@scaleot/checkpoint';
-import { loadModel, useBackend } from '@scaleot/model';
+import { SafetensorsFile } from '@scaleot/checkpoint';
+import { loadModel, openModelCheckpoint, useBackend } from '@scaleot/model';
 import { loadEmulator } from '@scaleot/offsite';
-import { buildScaleotEmulator, planEmulator, readAllFloat32, runStage1, svd, type ScaleotEmulatorOptions } from '@scaleot/scaleot';
+import { buildScaleotEmulator, planEmulator, runStage1, svd, type ScaleotEmulatorOptions } from '@scaleot/scaleot';
 import { randomStream, savedRandomModel, tempDir } from './helpers.js';
 
 let modelDir: string;
@@ -16,7 +16,7 @@ let source: Map<string, Float32Array>;
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 async function emulatorWeights(dir: string): Promise<Map<string, Float32Array>> {
-  const all = await readAllFloat32(join(dir, 'model.safetensors'));
+  const all = await SafetensorsFile.readAllFloat32(join(dir, 'model.safetensors'));
   return new Map([...all].map(([n, t]) => [n, t.data]));
 }
 
@@ -36,10 +36,10 @@ beforeAll(async () => {
   stage1Dir = join(tempDir('emu-stage1'), 'stage1');
   const r = await runStage1({ modelDir, outDir: stage1Dir, streams: { train: randomStream(400, 48, 1), val: randomStream(200, 48, 2) }, nAdapter: 2, steps: 3, batchSize: 2, rlBatchSize: 2, eta: 0.3, seed: 1 });
   expect(r.completed).toBe(true);
-  const ckpt = await Checkpoint.open(modelDir);
+  const { checkpoint, names } = await openModelCheckpoint(modelDir);
   source = new Map();
-  for (const [canonical, stored] of ckpt.validate()) source.set(canonical, await ckpt.readFloat32(stored));
-  await ckpt.close();
+  for (const [canonical, stored] of names) source.set(canonical, await checkpoint.readFloat32(stored));
+  await checkpoint.close();
 });
 
 describe('stage 2: planning', () => {
@@ -63,7 +63,7 @@ describe('stage 2: emulators', () => {
     expect(manifest.method).toBe('scaleot');
     expect(plan.replaced).toHaveLength(4);
     const stored = await emulatorWeights(outDir);
-    const harmonizers = await readAllFloat32(join(stage1Dir, 'harmonizers.safetensors'));
+    const harmonizers = await SafetensorsFile.readAllFloat32(join(stage1Dir, 'harmonizers.safetensors'));
     for (const [name, data] of stored) {
       if (name.startsWith('harmonizers.')) {
         expect(plan.replaced).toContain(Number(name.split('.')[1]));

@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createModel, gpt2Config, type CausalLM, type GPT2Config } from '@scaleot/model';
+import { createModel, gpt2Config, type CausalLM, type Gpt2Config } from '@scaleot/model';
 import { gaussian, mulberry32 } from '../../../test/support/numeric.js';
 
 export { gaussian, mulberry32 };
@@ -36,7 +36,7 @@ export function orthonormalColumns(rows: number, k: number, seed: number): Float
   return out;
 }
 
-export const microConfig = (nLayer = 6): GPT2Config => gpt2Config({ vocabSize: 48, nPositions: 16, nEmbd: 16, nLayer, nHead: 2 });
+export const microConfig = (nLayer = 6): Gpt2Config => gpt2Config({ vocabSize: 48, nPositions: 16, nEmbd: 16, nLayer, nHead: 2 });
 
 export function tempDir(label: string): string {
   return mkdtempSync(join(tmpdir(), `scaleot-${label}-`));
@@ -46,7 +46,7 @@ export function tempDir(label: string): string {
  * A small model with O(1) activations (weights std `scale`, LN gains near 1, non-zero biases), with
  * per-name overrides of the std.
  */
-export function randomModel(config: GPT2Config, seed: number, scale = 0.3, stdFor: (name: string) => number | undefined = () => undefined): CausalLM {
+export function randomModel(config: Gpt2Config, seed: number, scale = 0.3, stdFor: (name: string) => number | undefined = () => undefined): CausalLM {
   const shapes = createModel(config, undefined, { seed });
   const r = mulberry32(seed);
   const weights = new Map<string, Float32Array>();

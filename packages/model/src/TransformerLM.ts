@@ -1,14 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { Gpt2Block } from './Gpt2Block.js';
-import { LayerNorm } from './LayerNorm.js';
-import { ModelError } from './ModelError.js';
-import type { GPT2Config } from './modelConfig.js';
 import { crossEntropyPerToken } from '@scaleot/backend';
+import type { ModelConfig, ModelFamily } from './families/types.js';
+import { ModelError } from './ModelError.js';
+import { paddedCausalBias } from './ops.js';
 import { ParamFactory, type WeightMap } from './ParamFactory.js';
 import { saveModel } from './saveModel.js';
-import type { BlockModule, CausalLM, HiddenOptions, SaveOptions } from './types.js';
+import type { BlockContext, BlockModule, CausalLM, ForwardOptions, HiddenOptions, ModelStem, SaveOptions } from './types.js';
 
-export interface Gpt2ModelOptions {
+export interface CreateModelOptions {
   /** Seed of the random init when no weights are given (default 0). */
   seed?: number;
   /** Create the variables trainable (default true; tf.variableGrads needs the variables listed anyway). */
@@ -17,68 +16,71 @@ export interface Gpt2ModelOptions {
   consumeWeights?: boolean;
 }
 
-/** GPT-2 with a tied LM head. Arch-specific; reached through `createModel`. */
-export class Gpt2LMHeadModel implements CausalLM {
-  readonly embeddings: { readonly wte: tf.Variable; readonly wpe: tf.Variable };
+/**
+ * A decoder-only causal LM of any family: the family's stem (embeddings, final norm, head) around an
+ * ordered, mutable list of blocks. Nothing here knows a family's tensor names or block classes.
+ */
+export class TransformerLM implements CausalLM {
+  readonly stem: ModelStem;
   blocks: BlockModule[];
-  readonly lnF: LayerNorm;
   private disposed = false;
 
   constructor(
-    readonly config: GPT2Config,
+    readonly family: ModelFamily,
+    readonly config: ModelConfig,
     weights?: WeightMap,
-    opts: Gpt2ModelOptions = {},
+    opts: CreateModelOptions = {},
   ) {
-    if (config.nEmbd % config.nHead !== 0) {
-      throw new ModelError('BAD_CONFIG', `n_embd ${config.nEmbd} is not a multiple of n_head ${config.nHead}`, { where: 'config.json' });
-    }
     const params = new ParamFactory(weights, opts.seed ?? 0, opts.trainable ?? true, opts.consumeWeights ?? false);
-    this.embeddings = {
-      wte: params.variable('transformer.wte.weight', [config.vocabSize, config.nEmbd], { kind: 'normal', std: 0.02 }),
-      wpe: params.variable('transformer.wpe.weight', [config.nPositions, config.nEmbd], { kind: 'normal', std: 0.02 }),
-    };
+    this.stem = family.createStem(config, params);
     this.blocks = [];
-    for (let i = 0; i < config.nLayer; i++) this.blocks.push(new Gpt2Block(i, config, params));
-    this.lnF = new LayerNorm('transformer.ln_f', config.nEmbd, config.layerNormEpsilon, params);
+    try {
+      for (let i = 0; i < config.nLayer; i++) this.blocks.push(family.createBlock(i, config, params));
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
     if (weights) {
-      const unused = [...weights.keys()].filter((k) => !params.created.has(k) && !params.created.has(`transformer.${k}`) && !/^lm_head\./.test(k));
+      const tiedHeads = new Set(config.tieWordEmbeddings ? family.naming.tiedKeys.map(([head]) => head) : []);
+      const unused = [...weights.keys()].filter((k) => !params.created.has(k) && !tiedHeads.has(k));
       if (unused.length > 0) {
-        throw new ModelError('UNEXPECTED_TENSOR', `weights not used by a ${config.nLayer}-layer GPT-2: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ' …' : ''}`, { where: unused[0] });
+        this.dispose();
+        throw new ModelError('UNEXPECTED_TENSOR', `weights not used by a ${config.nLayer}-block ${family.name}: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ' …' : ''}`, { where: unused[0] });
       }
     }
   }
 
-  embed(ids: tf.Tensor2D): tf.Tensor3D {
+  embed(ids: tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D {
     this.assertLive();
-    const [b, t] = ids.shape;
-    if (t > this.config.nPositions) {
-      throw new ModelError('SEQUENCE_TOO_LONG', `sequence of ${t} tokens exceeds n_positions ${this.config.nPositions}; cut it into windows`, { where: 'ids' });
-    }
-    return tf.tidy(() => {
-      const d = this.config.nEmbd;
-      const tok = tf.gather(this.embeddings.wte, tf.reshape(ids, [b * t]));
-      const pos = tf.slice(this.embeddings.wpe, [0, 0], [t, d]);
-      return tf.reshape(tf.add(tf.reshape(tok, [b, t, d]), pos), [b, t, d]) as tf.Tensor3D;
-    });
+    return this.stem.embed(ids, opts);
   }
 
-  runBlocks(x: tf.Tensor3D, from = 0, to = this.blocks.length): tf.Tensor3D {
+  blockContext(ids: tf.Tensor2D, opts: ForwardOptions = {}): BlockContext | undefined {
+    if (!opts.attentionMask && !opts.positionIds) return undefined;
+    const [b, t] = ids.shape;
+    for (const [name, tensor] of [['attentionMask', opts.attentionMask], ['positionIds', opts.positionIds]] as const) {
+      if (tensor && (tensor.shape[0] !== b || tensor.shape[1] !== t)) {
+        throw new ModelError('BAD_ARGUMENT', `${name} is [${tensor.shape}], the ids are [${b}, ${t}]`, { where: name });
+      }
+    }
+    return {
+      attentionBias: opts.attentionMask ? paddedCausalBias(opts.attentionMask) : undefined,
+      positionIds: opts.positionIds,
+    };
+  }
+
+  runBlocks(x: tf.Tensor3D, from = 0, to = this.blocks.length, ctx?: BlockContext): tf.Tensor3D {
     this.assertLive();
     return tf.tidy(() => {
       let h = x;
-      for (let i = from; i < to; i++) h = this.blocks[i].apply(h);
+      for (let i = from; i < to; i++) h = this.blocks[i].apply(h, ctx);
       return h === x ? tf.clone(x) : h;
     });
   }
 
   head(h: tf.Tensor3D): tf.Tensor3D {
     this.assertLive();
-    return tf.tidy(() => {
-      const [b, t, d] = h.shape;
-      const normed = this.lnF.apply(tf.reshape(h, [b * t, d]) as tf.Tensor2D);
-      const logits = tf.matMul(normed, this.embeddings.wte as tf.Tensor2D, false, true);
-      return tf.reshape(logits, [b, t, this.config.vocabSize]) as tf.Tensor3D;
-    });
+    return this.stem.head(h);
   }
 
   hidden(ids: tf.Tensor2D, opts: HiddenOptions = {}): tf.Tensor3D {
@@ -90,24 +92,24 @@ export class Gpt2LMHeadModel implements CausalLM {
       throw new ModelError('BAD_ARGUMENT', 'finalNorm applies only after the whole block list', { where: 'hidden' });
     }
     return tf.tidy(() => {
-      const h = this.runBlocks(this.embed(ids), 0, upTo);
+      const h = this.runBlocks(this.embed(ids, opts), 0, upTo, this.blockContext(ids, opts));
       if (!opts.finalNorm) return h;
       const [b, t, d] = h.shape;
-      return tf.reshape(this.lnF.apply(tf.reshape(h, [b * t, d]) as tf.Tensor2D), [b, t, d]) as tf.Tensor3D;
+      return tf.reshape(this.stem.finalNorm(tf.reshape(h, [b * t, d]) as tf.Tensor2D), [b, t, d]) as tf.Tensor3D;
     });
   }
 
-  logits(ids: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => this.head(this.runBlocks(this.embed(ids))));
+  logits(ids: tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D {
+    return tf.tidy(() => this.head(this.runBlocks(this.embed(ids, opts), 0, this.blocks.length, this.blockContext(ids, opts))));
   }
 
-  tokenNll(ids: tf.Tensor2D): tf.Tensor2D {
+  tokenNll(ids: tf.Tensor2D, opts?: ForwardOptions): tf.Tensor2D {
     const [b, t] = ids.shape;
     if (t < 2) throw new ModelError('BAD_ARGUMENT', `need at least 2 tokens per row to predict one, got ${t}`, { where: 'ids' });
     return tf.tidy(() => {
-      const h = this.runBlocks(this.embed(ids));
+      const h = this.runBlocks(this.embed(ids, opts), 0, this.blocks.length, this.blockContext(ids, opts));
       // The last position predicts nothing: skip its head row (saves 1/t of the largest matmul).
-      const logits = this.head(tf.slice(h, [0, 0, 0], [b, t - 1, this.config.nEmbd]));
+      const logits = this.head(tf.slice(h, [0, 0, 0], [b, t - 1, this.config.hiddenSize]));
       const targets = tf.slice(ids, [0, 1], [b, t - 1]);
       return crossEntropyPerToken(logits, targets) as tf.Tensor2D;
     });
@@ -130,27 +132,24 @@ export class Gpt2LMHeadModel implements CausalLM {
 
   parameterGroups(): Map<string, tf.Variable[]> {
     const groups = new Map<string, tf.Variable[]>();
-    groups.set('embeddings', [this.embeddings.wte, this.embeddings.wpe]);
+    groups.set('embeddings', [...this.stem.embeddingVariables().values()]);
     for (const block of this.blocks) {
       const key = `block.${block.sourceIndex}`;
       groups.set(key, [...(groups.get(key) ?? []), ...block.namedVariables().values()]);
     }
-    groups.set('ln_f', [this.lnF.gamma, this.lnF.beta]);
+    groups.set('head', [...this.stem.headVariables().values()]);
     return groups;
   }
 
   namedWeights(): Map<string, tf.Variable> {
-    const out = new Map<string, tf.Variable>([
-      ['transformer.wte.weight', this.embeddings.wte],
-      ['transformer.wpe.weight', this.embeddings.wpe],
-    ]);
+    const out = new Map<string, tf.Variable>(this.stem.embeddingVariables());
     for (const block of this.blocks) {
       for (const [name, v] of block.namedVariables()) {
         if (out.has(name)) throw new ModelError('DUPLICATE_NAME', `two block-list entries both own "${name}"`, { where: name });
         out.set(name, v);
       }
     }
-    for (const [name, v] of this.lnF.namedVariables()) out.set(name, v);
+    for (const [name, v] of this.stem.headVariables()) out.set(name, v);
     return out;
   }
 
@@ -162,10 +161,8 @@ export class Gpt2LMHeadModel implements CausalLM {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.embeddings.wte.dispose();
-    this.embeddings.wpe.dispose();
-    for (const block of this.blocks) block.dispose();
-    this.lnF.dispose();
+    this.stem?.dispose();
+    for (const block of this.blocks ?? []) block.dispose();
   }
 
   private assertLive(): void {

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { CheckpointError, canonicalName, expectedParameters, parseModelConfig } from '@scaleot/checkpoint';
-import { MICRO_CONFIG } from './helpers.js';
+import { CheckpointError } from '@scaleot/checkpoint';
+import { expectedParameters, familyOf, parseModelConfig, type ModelConfig } from '@scaleot/model';
+import { MICRO_CONFIG } from '../../checkpoint/test/helpers.js';
+
+const canonicalName = (c: ModelConfig, stored: string) => familyOf(c).naming.canonicalName(stored);
 
 function expectConfigError(raw: unknown, fragment: RegExp, where = '/models/x/config.json'): CheckpointError {
   let caught: unknown;
@@ -21,13 +24,13 @@ function expectConfigError(raw: unknown, fragment: RegExp, where = '/models/x/co
 describe('parseModelConfig', () => {
   it('parses GPT-2 with defaults (n_inner null → 4·n_embd)', () => {
     const c = parseModelConfig(MICRO_CONFIG, 'x');
-    expect(c).toMatchObject({ modelType: 'gpt2', vocabSize: 16, nPositions: 8, nEmbd: 8, nLayer: 2, nHead: 2, nInner: 32, activation: 'gelu_new', layerNormEpsilon: 1e-5, tieWordEmbeddings: true });
+    expect(c).toMatchObject({ modelType: 'gpt2', vocabSize: 16, maxPositions: 8, hiddenSize: 8, nLayer: 2, nHead: 2, nKvHead: 2, headDim: 4, intermediateSize: 32, activation: 'gelu_new', normEps: 1e-5, tieWordEmbeddings: true });
     expect(c.raw).toBe(MICRO_CONFIG);
   });
 
   it('accepts the generic aliases', () => {
     const c = parseModelConfig({ model_type: 'gpt2', vocab_size: 10, hidden_size: 12, max_position_embeddings: 5, num_attention_heads: 3, num_hidden_layers: 1, n_inner: 7, tie_word_embeddings: false }, 'x');
-    expect(c).toMatchObject({ nEmbd: 12, nPositions: 5, nHead: 3, nLayer: 1, nInner: 7, tieWordEmbeddings: false });
+    expect(c).toMatchObject({ hiddenSize: 12, maxPositions: 5, nHead: 3, nLayer: 1, intermediateSize: 7, tieWordEmbeddings: false });
   });
 
   it('rejects an unknown model_type, listing the supported ones', () => {
