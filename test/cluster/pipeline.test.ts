@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { initBackend } from '@scaleot/backend';
 import { runPipeline } from '@scaleot/cluster';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURES_DIR } from '../support/fixtures.js';
 import { REDIS_URL } from './helpers.js';
 
 // The demo's pipeline, shortened: a spawned coordinator + 2 worker processes driven through the HTTP
@@ -47,4 +48,28 @@ describe('runPipeline against Redis', () => {
     expect(await readFile(result.plots[0], 'utf8')).toMatch(/^<svg/);
     expect(await readFile(result.reportFile, 'utf8')).toContain('plug-in');
   });
+
+  it('serves another family as the API base model: LLaMA-3 through the same job graph', async () => {
+    // 4 blocks: the demo takes N_a = 2 here. The coordinator's requests name the model by its storage
+    // name (`baseModel`), whatever its family.
+    const result = await runPipeline({
+      outDir: join(out, 'llama3'),
+      modelDir: join(FIXTURES_DIR, 'families/llama3-tiny'),
+      redis: REDIS_URL,
+      stage1: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32, rlBatchSize: 2, rank: 16 },
+      maxDocuments: 6,
+      tune: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32 },
+      eval: { maxBlocks: 2, evalBatchSize: 2 },
+      fullFineTune: false,
+    });
+    expect(result.mode).toBe('cluster');
+    expect(result.scores).toHaveLength(4);
+    expect(result.reports.map((r) => r.preset.nAdapter)).toEqual([2, 2]);
+    for (const { report } of result.reports) {
+      for (const v of [report.full_zero_shot, report.emulator_zero_shot, report.emulator_fine_tuned, report.plug_in]) expect(Number.isFinite(v) && v > 1).toBe(true);
+    }
+    const saved = JSON.parse(await readFile(join(out, 'llama3', 'report.json'), 'utf8'));
+    expect(saved.baseModel).toBe('llama3-tiny');
+  });
 });
+

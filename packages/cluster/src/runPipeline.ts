@@ -7,6 +7,7 @@ import { atomicWriteFile, atomicWriteJson, createLogger, type Logger } from '@sc
 import type { TrainHyperParameters } from '@scaleot/offsite';
 import { JobQueue } from '@scaleot/queue';
 import { readStage1, runStage1, type Stage1HyperParameters, type Stage1StepLog } from '@scaleot/scaleot';
+import { readModelConfig } from '@scaleot/model';
 import { ClusterError } from './ClusterError.js';
 import { Coordinator, renderFiveNumbers, type FiveNumbers, type PrivacyPreset, type TuningRequest } from './Coordinator.js';
 import { freePort, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
@@ -24,7 +25,7 @@ export interface PipelineOptions {
   modelDir?: string;
   /** Data root of the built-in tasks. Default: the repository's data/. */
   dataRoot?: string;
-  /** The two (or more) emulators' privacy presets. Default: (4, 0.5, 0) and (4, 0.75, 0.5). */
+  /** The two (or more) emulators' privacy presets. Default: (4, 0.5, 0) and (4, 0.75, 0.5); N_a = 2 for models of fewer than 8 blocks. */
   presets?: PrivacyPreset[];
   /** The data owner's task. Default 'moby'. */
   task?: string;
@@ -96,9 +97,11 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   await mkdir(join(storage, 'models'), { recursive: true });
   if (!existsSync(join(storage, 'models', baseModel))) await symlink(modelDir, join(storage, 'models', baseModel), 'dir');
   if (!existsSync(join(storage, 'data'))) await symlink(dataRoot, join(storage, 'data'), 'dir');
-  const presets = options.presets ?? DEMO_PRESETS;
+  // The demo's N_a of 4 leaves too few middle blocks in a small model (the families' 4-block fixtures).
+  const nAdapter = (await readModelConfig(modelDir)).nLayer < 8 ? 2 : (DEMO_STAGE1.nAdapter ?? 4);
+  const presets = options.presets ?? DEMO_PRESETS.map((p) => ({ ...p, nAdapter }));
   const task = options.task ?? 'moby';
-  const stage1Hyper = { ...DEMO_STAGE1, ...options.stage1 };
+  const stage1Hyper = { ...DEMO_STAGE1, nAdapter, ...options.stage1 };
   const tune = { ...DEMO_TUNE, ...options.tune };
   const evalHyper = { ...DEMO_EVAL, ...options.eval };
   const fullFineTune = options.fullFineTune ?? true;
