@@ -11,6 +11,15 @@ import { REDIS_URL } from './helpers.js';
 // API (stage 1, two emulators, managed tuning on Moby-Dick, plug-in, five numbers, plots).
 let out: string;
 
+/** Budgets that only prove the graph runs. */
+const SHORT = {
+  stage1: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32, rlBatchSize: 2, rank: 16 },
+  maxDocuments: 6,
+  tune: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32 },
+  eval: { maxBlocks: 2, evalBatchSize: 2 },
+  fullFineTune: false,
+};
+
 beforeAll(async () => {
   await initBackend('wasm');
   out = await mkdtemp(join(tmpdir(), 'scaleot-cluster-pipeline-'));
@@ -25,11 +34,7 @@ describe('runPipeline against Redis', () => {
     const result = await runPipeline({
       outDir: out,
       redis: REDIS_URL,
-      stage1: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32, rlBatchSize: 2, rank: 16 },
-      maxDocuments: 6,
-      tune: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32 },
-      eval: { maxBlocks: 2, evalBatchSize: 2 },
-      fullFineTune: false,
+      ...SHORT,
     });
     expect(result.mode).toBe('cluster');
     expect(result.reports).toHaveLength(2);
@@ -56,11 +61,7 @@ describe('runPipeline against Redis', () => {
       outDir: join(out, 'llama3'),
       modelDir: join(FIXTURES_DIR, 'families/llama3-tiny'),
       redis: REDIS_URL,
-      stage1: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32, rlBatchSize: 2, rank: 16 },
-      maxDocuments: 6,
-      tune: { steps: 2, batchSize: 4, microBatchSize: 2, seqLen: 32 },
-      eval: { maxBlocks: 2, evalBatchSize: 2 },
-      fullFineTune: false,
+      ...SHORT,
     });
     expect(result.mode).toBe('cluster');
     expect(result.scores).toHaveLength(4);
