@@ -10,7 +10,7 @@ async function main(): Promise<void> {
   const config = clusterConfigFromEnv();
   const backend = await initBackend(process.env.SCALEOT_BACKEND);
   log.info({ backend }, `tfjs backend: ${backend}`);
-  const worker = await ClusterWorker.start({ config, queueName: process.env.SCALEOT_QUEUE_NAME || 'scaleot', logger: log });
+  const worker = await ClusterWorker.start({ config, queueNames: config.queueNames, logger: log });
   onShutdownSignals((signal) => {
     log.info({ signal }, 'draining: finishing the running job, taking no new ones');
     return worker.close();

@@ -178,7 +178,7 @@ up with the same name however long the release name is.
 
 {{/* The claim holding models and artifacts: an existing one, or the one pvc.yaml creates. */}}
 {{- define "scaleot.storage.claimName" -}}
-{{- .Values.storage.existingClaim | default (printf "%s-storage" (include "scaleot.fullname" .)) -}}
+{{- .Values.storage.existingClaim | default (include "scaleot.suffixed" (list . "storage")) -}}
 {{- end -}}
 
 {{/* Defaults for worker-group fields a group leaves out (values.yaml spells them out for the first group). */}}
