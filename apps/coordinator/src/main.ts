@@ -123,8 +123,8 @@ async function main(): Promise<void> {
   }, log);
 }
 
-// Only as the process entry point: importing this module (tools probing the package) starts nothing.
-if (isEntryPoint(import.meta.url)) {
+/** The command line of the process: `bin/scaleot-coordinator.js` calls it, and so does dist/main.js run directly. */
+export function runFromCommandLine(): void {
   if (process.argv[2] === 'curve-keygen') {
     runCurveKeygen().then(
       () => process.exit(0),
@@ -143,3 +143,6 @@ if (isEntryPoint(import.meta.url)) {
     });
   }
 }
+
+// Only as the process entry point: importing this module (tools probing the package) starts nothing.
+if (isEntryPoint(import.meta.url)) runFromCommandLine();

@@ -17,8 +17,8 @@ async function main(): Promise<void> {
   }, log);
 }
 
-// Only as the process entry point: importing this module (tools probing the package) starts nothing.
-if (isEntryPoint(import.meta.url)) {
+/** The command line of the process: `bin/scaleot-worker.js` calls it, and so does dist/main.js run directly. */
+export function runFromCommandLine(): void {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(`${environmentHelp('worker', 'A ScaleOT worker: loads the base model once from shared storage and runs stage-1 shard and rollout jobs, emulator builds, tuning, plug-in and evaluation jobs from the queue.')}\n`);
     process.exit(0);
@@ -28,3 +28,6 @@ if (isEntryPoint(import.meta.url)) {
     process.exit(1);
   });
 }
+
+// Only as the process entry point: importing this module (tools probing the package) starts nothing.
+if (isEntryPoint(import.meta.url)) runFromCommandLine();
