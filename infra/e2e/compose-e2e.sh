@@ -18,6 +18,16 @@ PROJECT=scaleot-e2e
 export SCALEOT_E2E_BASE=$BASE
 
 docker info >/dev/null 2>&1 || { echo "docker daemon not reachable: install docker.io and start dockerd" >&2; exit 1; }
+# A client that builds with BuildKit (the Dockerfiles use RUN --mount): the buildx plugin, or a
+# Docker < 23 client (Debian's docker.io 20.10) whose BuildKit is built in.
+BUILDER=()
+for client in docker /usr/bin/docker; do
+  command -v "$client" >/dev/null || continue
+  if "$client" buildx version >/dev/null 2>&1; then BUILDER=("$client" buildx build --load); break; fi
+  major=$("$client" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1)
+  if [ -n "$major" ] && [ "$major" -lt 23 ]; then BUILDER=(env DOCKER_BUILDKIT=1 "$client" build); break; fi
+done
+[ ${#BUILDER[@]} -gt 0 ] || { echo "no BuildKit-capable docker client: install the buildx plugin (docker-buildx)" >&2; exit 1; }
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); elif command -v docker-compose >/dev/null; then COMPOSE=(docker-compose); else echo "no docker compose: apt-get install docker-compose" >&2; exit 1; fi
 
 step "base image $BASE"
@@ -40,7 +50,7 @@ docker run --rm "$BASE" node -e 'console.log("base: node", process.version)'
 
 step "images (BASE_IMAGE=$BASE)"
 for image in coordinator worker-cpu; do
-  DOCKER_BUILDKIT=1 docker build --network host --build-arg "BASE_IMAGE=$BASE" -f "infra/docker/$image.Dockerfile" -t "scaleot/$image:e2e" . 2>&1 | tail -n 5
+  "${BUILDER[@]}" --network host --build-arg "BASE_IMAGE=$BASE" -f "infra/docker/$image.Dockerfile" -t "scaleot/$image:e2e" . 2>&1 | tail -n 5
 done
 docker images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^scaleot/(coordinator|worker-cpu):e2e|^scaleot/base'
 docker run --rm scaleot/worker-cpu:e2e sh -c 'for c in scaleot scaleot-coordinator scaleot-worker; do command -v $c; done; scaleot-worker --help | head -n 1; scaleot --help | head -n 1'
