@@ -14,7 +14,10 @@ import { validateObject } from './k8sSchemas.js';
 // (KEDA scales each group on exactly the queues it consumes, every routed queue has consumers, no pod
 // without resources or with a service-account token it does not need, unique names).
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
+// Rendered manifests are walked by path in assertions; their shapes are checked by validateObject.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Tree = any;
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: Tree; data?: Record<string, string> };
 
 const TOKENS = { secrets: { apiTokens: { existingSecret: 'scaleot-api-tokens' } } };
 
@@ -64,7 +67,7 @@ async function render(values: unknown, release = 'scaleot', extra: string[] = []
 }
 
 const byKind = (objects: K8sObject[], kind: string) => objects.filter((o) => o.kind === kind);
-const env = (container: any, name: string): string | undefined => container.env?.find((e: any) => e.name === name)?.value;
+const env = (container: Tree, name: string): string | undefined => container.env?.find((e: Tree) => e.name === name)?.value;
 const podSpecs = (objects: K8sObject[]) => objects.filter((o) => ['Deployment', 'StatefulSet', 'Job'].includes(o.kind)).map((o) => ({ object: o, pod: o.spec.template.spec }));
 
 beforeAll(async () => {
@@ -149,7 +152,7 @@ describe('helm/scaleot with nothing downloaded', () => {
       it('exposes only the API: ZeroMQ and metrics Services stay ClusterIP', () => {
         const services = byKind(rendered.get(name)!, 'Service');
         for (const s of services) {
-          const ports = s.spec.ports.map((p: any) => p.name);
+          const ports = s.spec.ports.map((p: Tree) => p.name);
           if (!s.metadata.name.endsWith('-api')) expect(s.spec.type ?? 'ClusterIP', s.metadata.name).toBe('ClusterIP');
           if (s.metadata.name.endsWith('-api')) expect(ports).toEqual(['http']);
         }
@@ -167,7 +170,7 @@ describe('helm/scaleot specific promises', () => {
     expect(conf).toMatch(/^appendonly yes$/m);
     expect(conf).toMatch(/^maxmemory-policy noeviction$/m);
     const redis = sts.spec.template.spec.containers[0];
-    expect(redis.env.find((e: any) => e.name === 'REDIS_PASSWORD').valueFrom.secretKeyRef.name).toBe('scaleot-redis');
+    expect(redis.env.find((e: Tree) => e.name === 'REDIS_PASSWORD').valueFrom.secretKeyRef.name).toBe('scaleot-redis');
     expect(byKind(rendered.get('external Redis with TLS')!, 'StatefulSet')).toEqual([]);
     const cm = byKind(rendered.get('external Redis with TLS')!, 'ConfigMap')[0];
     expect(cm.data!.SCALEOT_REDIS_URL).toBe('rediss://redis.internal:6380');
@@ -221,7 +224,7 @@ describe('helm/scaleot specific promises', () => {
     const job = byKind(objects, 'Job')[0];
     expect(job.metadata.annotations!['helm.sh/hook']).toBe('pre-install,pre-upgrade');
     const [coordinator, worker] = ['coordinator', 'worker'].map((c) => byKind(objects, 'Deployment').find((d) => d.metadata.labels?.['app.kubernetes.io/component'] === c)!.spec.template.spec.containers[0]);
-    const names = (c: any) => c.env.map((e: any) => e.name);
+    const names = (c: Tree) => c.env.map((e: Tree) => e.name);
     expect(names(coordinator)).toEqual(expect.arrayContaining(['SCALEOT_CURVE_SERVER_SECRET_KEY', 'SCALEOT_CURVE_SERVER_PUBLIC_KEY', 'SCALEOT_CURVE_CLIENT_PUBLIC_KEYS']));
     expect(names(worker)).toEqual(expect.arrayContaining(['SCALEOT_CURVE_SERVER_PUBLIC_KEY', 'SCALEOT_CURVE_CLIENT_PUBLIC_KEY', 'SCALEOT_CURVE_CLIENT_SECRET_KEY']));
     expect(names(worker)).not.toContain('SCALEOT_CURVE_SERVER_SECRET_KEY');
@@ -232,9 +235,9 @@ describe('helm/scaleot specific promises', () => {
   it('limits ZeroMQ to the workers, Redis to the release, metrics to the monitoring namespace', () => {
     const policies = byKind(rendered.get('defaults')!, 'NetworkPolicy');
     const coordinator = policies.find((p) => p.metadata.name.endsWith('-coordinator'))!;
-    const zmq = coordinator.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 'zmq-params'));
+    const zmq = coordinator.spec.ingress.find((r: Tree) => r.ports.some((p: Tree) => p.port === 'zmq-params'));
     expect(zmq.from).toEqual([{ podSelector: { matchLabels: expect.objectContaining({ 'app.kubernetes.io/component': 'worker', 'app.kubernetes.io/instance': 'scaleot' }) } }]);
-    const metrics = coordinator.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 'metrics'));
+    const metrics = coordinator.spec.ingress.find((r: Tree) => r.ports.some((p: Tree) => p.port === 'metrics'));
     expect(metrics.from[0].namespaceSelector.matchLabels).toEqual({ 'kubernetes.io/metadata.name': 'monitoring' });
     const redis = policies.find((p) => p.metadata.name.endsWith('-redis'))!;
     expect(redis.spec.ingress[0].from[0].podSelector.matchExpressions[0]).toEqual({ key: 'app.kubernetes.io/instance', operator: 'In', values: ['scaleot'] });
