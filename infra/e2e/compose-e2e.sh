@@ -62,8 +62,10 @@ step "compose up (Redis, coordinator, two workers)"
 tmp=$(mktemp -d)
 cleanup() {
   step "compose down"
-  "${COMPOSE[@]}" -p "$PROJECT" --env-file "$tmp/.env" -f infra/docker-compose.yml -f infra/e2e/docker-compose.e2e.yml down -v --remove-orphans >/dev/null 2>&1 || true
-  rm -rf "$tmp" infra/secrets/api-tokens.json.e2e
+  [ -n "${MAIN_COMPOSE:-}" ] && "${COMPOSE[@]}" -p "$PROJECT" --env-file "$tmp/.env" -f "$MAIN_COMPOSE" -f infra/e2e/docker-compose.e2e.yml down -v --remove-orphans >/dev/null 2>&1 || true
+  rm -rf "$tmp" infra/.compose-e2e-v1.yml
+  if [ -f infra/secrets/api-tokens.json.e2e ]; then mv infra/secrets/api-tokens.json.e2e infra/secrets/api-tokens.json; fi
+  if [ -f infra/secrets/.e2e-created-tokens ]; then rm -f infra/secrets/api-tokens.json infra/secrets/.e2e-created-tokens; fi
   echo "e2e total: $(( $(date +%s) - started ))s"
 }
 trap cleanup EXIT
@@ -71,9 +73,16 @@ TOKEN=$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))'
 PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 printf 'SCALEOT_REDIS_PASSWORD=%s\nSCALEOT_API_PORT=%s\nSCALEOT_E2E_BASE=%s\n' "$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')" "$PORT" "$BASE" > "$tmp/.env"
 mkdir -p infra/secrets
-[ -f infra/secrets/api-tokens.json ] && cp infra/secrets/api-tokens.json infra/secrets/api-tokens.json.e2e
+if [ -f infra/secrets/api-tokens.json ]; then cp infra/secrets/api-tokens.json infra/secrets/api-tokens.json.e2e; else touch infra/secrets/.e2e-created-tokens; fi
 printf '{"tenant-e2e": "%s"}\n' "$TOKEN" > infra/secrets/api-tokens.json
-compose() { "${COMPOSE[@]}" -p "$PROJECT" --env-file "$tmp/.env" -f infra/docker-compose.yml -f infra/e2e/docker-compose.e2e.yml "$@"; }
+MAIN_COMPOSE=infra/docker-compose.yml
+if [ "${COMPOSE[0]}" = docker-compose ]; then
+  # docker-compose v1 (Debian's) does not know the top-level `name:` (the project name is given by -p);
+  # the copy stays in infra/ so the file's relative paths still resolve.
+  MAIN_COMPOSE=infra/.compose-e2e-v1.yml
+  grep -v '^name:' infra/docker-compose.yml > "$MAIN_COMPOSE"
+fi
+compose() { "${COMPOSE[@]}" -p "$PROJECT" --env-file "$tmp/.env" -f "$MAIN_COMPOSE" -f infra/e2e/docker-compose.e2e.yml "$@"; }
 compose up -d redis coordinator
 # Models and the built-in task data onto the shared volume (what an operator does once).
 until compose exec -T coordinator node -e 'fetch("http://127.0.0.1:8080/readyz").then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' 2>/dev/null; do sleep 2; done
@@ -85,5 +94,4 @@ step "one data owner's request through the API"
 node infra/e2e/client.mjs "http://127.0.0.1:$PORT" "$TOKEN"
 compose exec -T coordinator node -e 'fetch("http://127.0.0.1:9090/metrics").then(r=>r.text()).then(t=>console.log(t.split("\n").filter(l=>l.startsWith("scaleot_queue_depth")).join("\n")))'
 for w in worker-1 worker-2; do echo "$w: $(compose logs --no-color "$w" 2>/dev/null | grep -c '"job completed"') jobs completed"; done
-if [ -f infra/secrets/api-tokens.json.e2e ]; then mv infra/secrets/api-tokens.json.e2e infra/secrets/api-tokens.json; else rm -f infra/secrets/api-tokens.json; fi
 step "passed"
