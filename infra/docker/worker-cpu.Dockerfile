@@ -1,11 +1,13 @@
-# syntax=docker/dockerfile:1
 # A scaleot CPU worker: tfjs wasm backend (4 GiB wasm heap per process), health and metrics on 9090,
 # SIGTERM drains (finishes or hands back its jobs) before exiting. Build from the repository root:
 #   docker build -f infra/docker/worker-cpu.Dockerfile -t scaleot/worker-cpu:dev .
 # The first three stages are the coordinator image's: BuildKit shares their cache between both builds.
 
 # --- manifests: package.json files + lock only, so the dependency layers rebuild only when they change
-FROM node:20.20.2-bookworm-slim AS manifests
+# The Node 20 base; the offline e2e run (infra/e2e/compose-e2e.sh) passes one made with debootstrap.
+ARG BASE_IMAGE=node:20.20.2-bookworm-slim
+
+FROM ${BASE_IMAGE} AS manifests
 WORKDIR /src
 COPY . .
 RUN mkdir -p /out \
@@ -15,7 +17,7 @@ RUN mkdir -p /out \
     done
 
 # --- build: all dependencies, compile every workspace, keep package.json + dist of each
-FROM node:20.20.2-bookworm-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /app
 ENV TURBO_TELEMETRY_DISABLED=1 CI=1
 COPY --from=manifests /out/ ./
@@ -25,17 +27,18 @@ RUN npm run build \
  && mkdir -p /out \
  && for d in packages/* apps/*; do \
       if [ -d "$d/dist" ]; then mkdir -p "/out/$d" && cp -R "$d/package.json" "$d/dist" "/out/$d/"; fi; \
+      if [ -d "$d/bin" ]; then cp -R "$d/bin" "/out/$d/"; fi; \
     done \
  && find /out -name '*.tsbuildinfo' -delete
 
 # --- deps: production dependencies only
-FROM node:20.20.2-bookworm-slim AS deps
+FROM ${BASE_IMAGE} AS deps
 WORKDIR /app
 COPY --from=manifests /out/ ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
 
 # --- runtime: code owned by root and read-only for the service user (uid 1000, "node" in this image)
-FROM node:20.20.2-bookworm-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     SCALEOT_STORAGE_DIR=/data \
     SCALEOT_LOG_LEVEL=info \
@@ -46,7 +49,11 @@ WORKDIR /app
 COPY --from=deps /app/ ./
 COPY --from=build /out/ ./
 COPY models ./models
-RUN mkdir -p /data && chown 1000:1000 /data
+# The commands on PATH: scaleot, scaleot-coordinator, scaleot-worker (their launchers run dist/main.js).
+RUN ln -s /app/apps/cli/bin/scaleot.js /usr/local/bin/scaleot \
+ && ln -s /app/apps/coordinator/bin/scaleot-coordinator.js /usr/local/bin/scaleot-coordinator \
+ && ln -s /app/apps/worker/bin/scaleot-worker.js /usr/local/bin/scaleot-worker \
+ && mkdir -p /data && chown 1000:1000 /data
 USER 1000:1000
 EXPOSE 9090
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \

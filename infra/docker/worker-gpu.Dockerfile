@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # A scaleot GPU worker: @tensorflow/tfjs-node-gpu 4.22.0 on CUDA, SCALEOT_BACKEND=auto (tensorflow when
 # the native binding loads and a GPU is visible, else wasm). Build from the repository root:
 #   docker build -f infra/docker/worker-gpu.Dockerfile -t scaleot/worker-gpu:dev .
@@ -9,7 +8,10 @@
 # with the 11.2 build); it needs driver >= 520 (any current data-centre driver). Hopper GPUs (sm_90)
 # run TF 2.9's PTX through the driver's JIT: the first start compiles kernels into CUDA_CACHE_PATH.
 
-FROM node:20.20.2-bookworm-slim AS node
+# The Node 20 base; the offline e2e run (infra/e2e/compose-e2e.sh) passes one made with debootstrap.
+ARG BASE_IMAGE=node:20.20.2-bookworm-slim
+
+FROM ${BASE_IMAGE} AS node
 
 # --- manifests: package.json files + lock only, so the dependency layers rebuild only when they change
 FROM node AS manifests
@@ -32,6 +34,7 @@ RUN npm run build \
  && mkdir -p /out \
  && for d in packages/* apps/*; do \
       if [ -d "$d/dist" ]; then mkdir -p "/out/$d" && cp -R "$d/package.json" "$d/dist" "/out/$d/"; fi; \
+      if [ -d "$d/bin" ]; then cp -R "$d/bin" "/out/$d/"; fi; \
     done \
  && find /out -name '*.tsbuildinfo' -delete
 
@@ -79,6 +82,10 @@ RUN groupadd --gid 1000 scaleot \
 WORKDIR /app
 COPY --from=deps /app/ ./
 COPY --from=build /out/ ./
+# The commands on PATH: scaleot, scaleot-coordinator, scaleot-worker (their launchers run dist/main.js).
+RUN ln -s /app/apps/cli/bin/scaleot.js /usr/local/bin/scaleot \
+ && ln -s /app/apps/coordinator/bin/scaleot-coordinator.js /usr/local/bin/scaleot-coordinator \
+ && ln -s /app/apps/worker/bin/scaleot-worker.js /usr/local/bin/scaleot-worker
 COPY models ./models
 USER 1000:1000
 EXPOSE 9090

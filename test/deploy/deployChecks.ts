@@ -77,11 +77,18 @@ export function parseDockerfile(text: string): Stage[] {
     buffer = '';
   }
   const stages: Stage[] = [];
+  // ARGs before the first FROM may name base images (`ARG BASE_IMAGE=node:...`, `FROM ${BASE_IMAGE}`):
+  // a FROM is checked with their defaults, which is what `docker build` uses without --build-arg.
+  const globalArgs = new Map<string, string>();
   for (const instruction of instructions) {
+    if (instruction.keyword === 'ARG' && stages.length === 0) {
+      for (const [name, value] of envPairs('ARG', instruction.args)) globalArgs.set(name, value ?? '');
+    }
     if (instruction.keyword === 'FROM') {
       const parts = instruction.args.split(/\s+/).filter((p) => !p.startsWith('--'));
       const asIndex = parts.findIndex((p) => p.toLowerCase() === 'as');
-      stages.push({ base: parts[0], name: asIndex >= 0 ? parts[asIndex + 1] : undefined, instructions: [] });
+      const base = parts[0].replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (ref, name: string) => globalArgs.get(name) ?? ref);
+      stages.push({ base, name: asIndex >= 0 ? parts[asIndex + 1] : undefined, instructions: [] });
     } else if (stages.length > 0) {
       stages[stages.length - 1].instructions.push(instruction);
     }

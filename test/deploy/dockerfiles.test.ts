@@ -50,12 +50,21 @@ describe('Dockerfiles', () => {
     });
   }
 
-  it('the coordinator exposes the API and both ZeroMQ ports and starts the coordinator app', () => {
+  it('the coordinator exposes the API, metrics and both ZeroMQ ports and starts the coordinator app', () => {
     const final = stageChain(parseDockerfile(byName('coordinator'))).flatMap((s) => s.instructions);
-    expect(final.find((i) => i.keyword === 'EXPOSE')?.args.split(/\s+/).sort()).toEqual(['5555', '5556', '8080']);
+    expect(final.find((i) => i.keyword === 'EXPOSE')?.args.split(/\s+/).sort()).toEqual(['5555', '5556', '8080', '9090']);
     expect(final.findLast((i) => i.keyword === 'CMD')?.args).toBe('["node", "apps/coordinator/dist/main.js"]');
     expect(final.find((i) => i.keyword === 'HEALTHCHECK')?.args).toContain('127.0.0.1:8080/healthz');
   });
+
+  for (const name of ['coordinator', 'worker-cpu', 'worker-gpu']) {
+    it(`${name}: scaleot, scaleot-coordinator and scaleot-worker on PATH, no floating # syntax line`, () => {
+      const text = byName(name);
+      expect(text).not.toMatch(/^# syntax=/m);
+      for (const command of ['scaleot', 'scaleot-coordinator', 'scaleot-worker']) expect(text).toMatch(new RegExp(`ln -s /app/apps/[a-z]+/bin/${command}\\.js /usr/local/bin/${command}\\b`));
+      expect(text).toMatch(/cp -R "\$d\/bin"/);
+    });
+  }
 
   it('the CPU worker runs the wasm backend with health on 9090', () => {
     const stages = parseDockerfile(byName('worker-cpu'));

@@ -13,9 +13,10 @@ import {
   type CoordinatorOptions,
 } from '@scaleot/cluster';
 import { createLogger, isEntryPoint, onShutdownSignals } from '@scaleot/core';
-import { createMetrics } from '@scaleot/metrics';
-import { JobQueue } from '@scaleot/queue';
+import { createMetrics, startMetricsServer } from '@scaleot/metrics';
+import { JobQueue, JobRouter } from '@scaleot/queue';
 import { ParameterPublisher, ResultCollector } from '@scaleot/transport';
+import { runCurveKeygen } from './curveKeygen.js';
 import { buildServer } from './server.js';
 
 const log = createLogger('coordinator');
@@ -41,16 +42,19 @@ async function main(): Promise<void> {
   log.info({ backend }, `tfjs backend: ${backend}`);
 
   const connection = redisConnectionOf(config);
-  const queue = new JobQueue({ connection, prefix: config.queuePrefix });
-  const runner = new QueueJobRunner(queue, connection);
+  // Each job kind on the queue SCALEOT_JOB_ROUTES names; worker groups consume their queues.
+  const router = new JobRouter(config.jobRoutes, { connection, prefix: config.queuePrefix });
+  const queue = router.queueFor('stage1.shard');
+  const runner = new QueueJobRunner(router, connection);
   const curve = config.curvePublicKey && config.curveSecretKey ? { publicKey: config.curvePublicKey, secretKey: config.curveSecretKey } : undefined;
   const publisher = await ParameterPublisher.open({ bind: `tcp://0.0.0.0:${config.paramsPort}`, curve, logger: log });
   const collector = await ResultCollector.open({ bind: `tcp://0.0.0.0:${config.resultsPort}`, curve, logger: log });
   const advertise = process.env.SCALEOT_COORDINATOR_HOST || '127.0.0.1';
   const port = (address: string) => address.slice(address.lastIndexOf(':') + 1);
   const metrics = createMetrics({ defaultLabels: { service: 'coordinator' } });
-  metrics.trackQueue(queue.queue);
-  const control = new JobQueue({ name: 'scaleot-control', connection, prefix: config.queuePrefix });
+  // Every routed queue from the start (0 when empty): KEDA scales a group at zero replicas on this gauge.
+  for (const q of router.queues) metrics.trackQueue(q.queue);
+  const control = new JobQueue({ name: `${queue.name}-control`, connection, prefix: config.queuePrefix });
   metrics.trackQueue(control.queue);
 
   const stage1: CoordinatorOptions['stage1'] = async (modelDir, outDir, onRound) => {
@@ -60,6 +64,7 @@ async function main(): Promise<void> {
       outDir,
       storageDir: config.storageDir,
       queue,
+      rolloutQueue: router.queueFor('stage1.rollout'),
       connection,
       publisher,
       collector,
@@ -87,11 +92,7 @@ async function main(): Promise<void> {
     logger: log,
   });
   const state = { ready: false, draining: false };
-  const server = await buildServer({
-    coordinator,
-    auth,
-    metrics,
-    health: async () => {
+  const health = async () => {
       let redis = true;
       try {
         await queue.queue.getJobCounts('waiting');
@@ -99,13 +100,15 @@ async function main(): Promise<void> {
         redis = false;
       }
       return { live: true, ready: state.ready && !state.draining && redis, details: { redis, draining: state.draining, params: publisher.address, results: collector.address } };
-    },
-  });
+  };
+  // SCALEOT_METRICS_PORT set (images, chart): /metrics on its own port, none on the API port.
+  const metricsServer = process.env.SCALEOT_METRICS_PORT ? await startMetricsServer({ port: config.metricsPort, registry: metrics.registry, health }) : undefined;
+  const server = await buildServer({ coordinator, auth, metrics, health, serveMetrics: !metricsServer });
   await server.listen({ port: config.httpPort, host: process.env.SCALEOT_HTTP_HOST || '0.0.0.0' });
   await coordinator.start();
   state.ready = true;
   const address = server.server.address();
-  log.info({ http: typeof address === 'object' && address ? address.port : address, params: publisher.address, results: collector.address, prefix: config.queuePrefix }, 'coordinator ready');
+  log.info({ http: typeof address === 'object' && address ? address.port : address, metrics: metricsServer?.url, routes: config.jobRoutes, params: publisher.address, results: collector.address, prefix: config.queuePrefix }, 'coordinator ready');
 
   onShutdownSignals(async (signal) => {
     state.draining = true;
@@ -115,18 +118,31 @@ async function main(): Promise<void> {
     await publisher.close();
     await collector.close();
     await control.close();
-    await queue.close();
+    await router.close();
+    await metricsServer?.close();
   }, log);
 }
 
-// Only as the process entry point: importing this module (tools probing the package) starts nothing.
-if (isEntryPoint(import.meta.url)) {
-  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+/** The command line of the process: `bin/scaleot-coordinator.js` calls it, and so does dist/main.js run directly. */
+export function runFromCommandLine(): void {
+  if (process.argv[2] === 'curve-keygen') {
+    runCurveKeygen().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.fatal({ err: error }, 'curve-keygen failed');
+        process.exit(1);
+      },
+    );
+  } else if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(`${environmentHelp('coordinator', "The ScaleOT coordinator: runs stage-1 rounds across workers (BullMQ on Redis, tensors over ZeroMQ), builds emulators, and serves data owners' tuning requests over an HTTP API (OpenAPI at /openapi.json).")}\n`);
     process.exit(0);
+  } else {
+    main().catch((error: unknown) => {
+      log.fatal({ err: error }, 'coordinator failed to start');
+      process.exit(1);
+    });
   }
-  main().catch((error: unknown) => {
-    log.fatal({ err: error }, 'coordinator failed to start');
-    process.exit(1);
-  });
 }
+
+// Only as the process entry point: importing this module (tools probing the package) starts nothing.
+if (isEntryPoint(import.meta.url)) runFromCommandLine();

@@ -11,6 +11,8 @@ export interface ServerOptions {
   auth: TenantAuth;
   metrics: ScaleotMetrics;
   health: HealthCheck;
+  /** Serve /metrics on the API port. Default true; false when it has its own port (SCALEOT_METRICS_PORT). */
+  serveMetrics?: boolean;
   /** Largest adapter upload, bytes. Default 2 GiB. */
   uploadLimitBytes?: number;
 }
@@ -96,10 +98,12 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     const h = await health();
     return reply.code(h.ready ? 200 : 503).send({ live: h.live, ready: h.ready, ...h.details });
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
-    const { contentType, body } = await renderMetrics(metrics.registry);
-    return reply.header('content-type', contentType).send(body);
-  });
+  if (options.serveMetrics ?? true) {
+    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+      const { contentType, body } = await renderMetrics(metrics.registry);
+      return reply.header('content-type', contentType).send(body);
+    });
+  }
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   app.post('/v1/requests', {

@@ -10,15 +10,15 @@ async function main(): Promise<void> {
   const config = clusterConfigFromEnv();
   const backend = await initBackend(process.env.SCALEOT_BACKEND);
   log.info({ backend }, `tfjs backend: ${backend}`);
-  const worker = await ClusterWorker.start({ config, queueName: process.env.SCALEOT_QUEUE_NAME || 'scaleot', logger: log });
+  const worker = await ClusterWorker.start({ config, queueNames: config.queueNames, logger: log });
   onShutdownSignals((signal) => {
     log.info({ signal }, 'draining: finishing the running job, taking no new ones');
     return worker.close();
   }, log);
 }
 
-// Only as the process entry point: importing this module (tools probing the package) starts nothing.
-if (isEntryPoint(import.meta.url)) {
+/** The command line of the process: `bin/scaleot-worker.js` calls it, and so does dist/main.js run directly. */
+export function runFromCommandLine(): void {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(`${environmentHelp('worker', 'A ScaleOT worker: loads the base model once from shared storage and runs stage-1 shard and rollout jobs, emulator builds, tuning, plug-in and evaluation jobs from the queue.')}\n`);
     process.exit(0);
@@ -28,3 +28,6 @@ if (isEntryPoint(import.meta.url)) {
     process.exit(1);
   });
 }
+
+// Only as the process entry point: importing this module (tools probing the package) starts nothing.
+if (isEntryPoint(import.meta.url)) runFromCommandLine();

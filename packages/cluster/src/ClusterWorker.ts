@@ -1,8 +1,9 @@
 import { createLogger, type Logger } from '@scaleot/core';
 import { createMetrics, startMetricsServer, type MetricsServer, type ScaleotMetrics } from '@scaleot/metrics';
-import { JobQueue, JobWorker, type JobHandlers } from '@scaleot/queue';
+import { JobQueue, JobWorker, type JobHandler, type JobHandlers, type JobKind } from '@scaleot/queue';
 import type { ResultSenderOptions } from '@scaleot/transport';
 import { redisConnectionOf, type ClusterConfig } from './clusterConfig.js';
+import { ConcurrencyGate } from './ConcurrencyGate.js';
 import { ModelCache } from './ModelCache.js';
 import { pipelineHandlers } from './pipelineHandlers.js';
 import { Stage1WorkerRuntime } from './Stage1WorkerRuntime.js';
@@ -11,6 +12,8 @@ export interface ClusterWorkerOptions {
   config: ClusterConfig;
   /** Queue served. Default `scaleot`. */
   queueName?: string;
+  /** Queues served (SCALEOT_QUEUE_NAMES: the chart gives each worker group its own). Default `[queueName]`. */
+  queueNames?: string[];
   /** Extra or replacement handlers (tests). */
   handlers?: JobHandlers;
   /** Result-delivery settings (tests inject `beforeSend`). */
@@ -29,16 +32,19 @@ export interface ClusterWorkerOptions {
 export class ClusterWorker {
   readonly metrics: ScaleotMetrics;
   readonly models = new ModelCache();
+  /** The BullMQ worker of the first queue (`workers` has one per queue). */
+  readonly worker: JobWorker;
   private constructor(
-    readonly worker: JobWorker,
+    readonly workers: JobWorker[],
     readonly runtime: Stage1WorkerRuntime,
-    private readonly queue: JobQueue,
+    private readonly queues: JobQueue[],
     metrics: ScaleotMetrics,
     private readonly log: Logger,
     private server: MetricsServer | undefined,
     private readonly state: { ready: boolean; draining: boolean; jobs: number },
   ) {
     this.metrics = metrics;
+    this.worker = workers[0];
   }
 
   static async start(options: ClusterWorkerOptions): Promise<ClusterWorker> {
@@ -46,7 +52,7 @@ export class ClusterWorker {
     const log = options.logger ?? createLogger('worker');
     const metrics = createMetrics({ defaultLabels: { service: 'worker', worker_group: config.workerGroup } });
     const connection = redisConnectionOf(config);
-    const queueName = options.queueName ?? 'scaleot';
+    const queueNames = options.queueNames?.length ? options.queueNames : [options.queueName ?? 'scaleot'];
     const models = new ModelCache();
     const runtime = new Stage1WorkerRuntime({
       storageDir: config.storageDir,
@@ -58,40 +64,51 @@ export class ClusterWorker {
       logger: log,
     });
     const state = { ready: false, draining: false, jobs: 0 };
-    const worker = new JobWorker({
-      queue: queueName,
-      prefix: config.queuePrefix,
-      connection,
-      concurrency: config.workerConcurrency,
-      lockDurationMs: config.jobLockMs,
-      stalledIntervalMs: config.stalledIntervalMs,
-      logger: log,
-      handlers: { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, logger: log }), ...options.handlers },
-    });
-    const observe = (kind: string, outcome: string, job?: { processedOn?: number; finishedOn?: number }) => {
+    const handlers: JobHandlers = { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, logger: log }), ...options.handlers };
+    // Several queues: one BullMQ worker each, one gate so the process still runs `concurrency` jobs in all.
+    const gate = queueNames.length > 1 ? new ConcurrencyGate(config.workerConcurrency) : undefined;
+    const gated: JobHandlers = gate
+      ? Object.fromEntries(Object.entries(handlers).map(([kind, handler]) => [kind, ((payload, context) => gate.run(() => (handler as JobHandler<JobKind>)(payload, context))) as JobHandler<JobKind>]))
+      : handlers;
+    const workers = queueNames.map(
+      (queueName) =>
+        new JobWorker({
+          queue: queueName,
+          prefix: config.queuePrefix,
+          connection,
+          concurrency: config.workerConcurrency,
+          lockDurationMs: config.jobLockMs,
+          stalledIntervalMs: config.stalledIntervalMs,
+          logger: log,
+          handlers: gated,
+        }),
+    );
+    const observe = (queueName: string, kind: string, outcome: string, job?: { processedOn?: number; finishedOn?: number }) => {
       if (job?.processedOn) metrics.jobDuration.observe({ queue: queueName, kind, outcome }, ((job.finishedOn ?? Date.now()) - job.processedOn) / 1000);
     };
-    worker.on('completed', (job) => {
-      observe(job.name, 'completed', job);
-      log.info({ job: job.id, kind: job.name, pid: process.pid, attempts: job.attemptsMade }, 'job completed');
-    });
-    worker.on('failed', (job, error, willRetry) => {
-      observe(job?.name ?? 'unknown', willRetry ? 'retried' : 'failed', job);
-      log.warn({ job: job?.id, kind: job?.name, willRetry, reason: error.message }, 'job failed');
-    });
-    const queue = new JobQueue({ name: queueName, prefix: config.queuePrefix, connection });
-    metrics.trackQueue(queue.queue);
-    const self = new ClusterWorker(worker, runtime, queue, metrics, log, undefined, state);
+    for (const worker of workers) {
+      worker.on('completed', (job) => {
+        observe(worker.queueName, job.name, 'completed', job);
+        log.info({ job: job.id, kind: job.name, queue: worker.queueName, pid: process.pid, attempts: job.attemptsMade }, 'job completed');
+      });
+      worker.on('failed', (job, error, willRetry) => {
+        observe(worker.queueName, job?.name ?? 'unknown', willRetry ? 'retried' : 'failed', job);
+        log.warn({ job: job?.id, kind: job?.name, queue: worker.queueName, willRetry, reason: error.message }, 'job failed');
+      });
+    }
+    const queues = queueNames.map((name) => new JobQueue({ name, prefix: config.queuePrefix, connection }));
+    for (const queue of queues) metrics.trackQueue(queue.queue);
+    const self = new ClusterWorker(workers, runtime, queues, metrics, log, undefined, state);
     if (options.serveMetrics ?? true) {
       self.server = await startMetricsServer({
         port: config.metricsPort,
         registry: metrics.registry,
-        health: () => ({ live: true, ready: state.ready && !state.draining, details: { queue: queueName, group: config.workerGroup, draining: state.draining, models: runtime.models.loaded } }),
+        health: () => ({ live: true, ready: state.ready && !state.draining, details: { queues: queueNames, group: config.workerGroup, draining: state.draining, models: runtime.models.loaded } }),
       });
     }
-    await worker.waitUntilReady();
+    await Promise.all(workers.map((w) => w.waitUntilReady()));
     state.ready = true;
-    log.info({ queue: queueName, prefix: config.queuePrefix, pid: process.pid, metrics: self.server?.url }, 'worker ready');
+    log.info({ queues: queueNames, prefix: config.queuePrefix, pid: process.pid, metrics: self.server?.url }, 'worker ready');
     return self;
   }
 
@@ -102,9 +119,9 @@ export class ClusterWorker {
   /** Stops taking jobs, lets the running ones finish (results recorded), then frees everything. */
   async close(): Promise<void> {
     this.state.draining = true;
-    await this.worker.close();
+    await Promise.all(this.workers.map((w) => w.close()));
     await this.runtime.close();
-    await this.queue.close();
+    await Promise.all(this.queues.map((q) => q.close()));
     await this.server?.close();
     this.log.info({ pid: process.pid }, 'worker closed');
   }

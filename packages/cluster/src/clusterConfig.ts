@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { parseJobRoutes, parseQueueNames, type JobRoutes } from '@scaleot/queue';
 import { ClusterError } from './ClusterError.js';
 
 /** The environment contract of docs/deployment.md, parsed once per process. */
@@ -25,6 +26,10 @@ export interface ClusterConfig {
   apiTokensFile?: string;
   /** `SCALEOT_WORKER_GROUP`. Default `cpu`. */
   workerGroup: string;
+  /** `SCALEOT_QUEUE_NAMES` (workers): queues consumed, comma-separated. Default `[SCALEOT_QUEUE_NAME || scaleot]`. */
+  queueNames: string[];
+  /** `SCALEOT_JOB_ROUTES` (coordinator): `kind=queue,...,*=queue`. Default every kind to `SCALEOT_QUEUE_NAME || scaleot`. */
+  jobRoutes: JobRoutes;
   /** `SCALEOT_WORKER_CONCURRENCY`. Default 1. */
   workerConcurrency: number;
   /** `SCALEOT_JOB_LOCK_MS`: BullMQ job lock (a dead worker's job is re-run within about lock + stalled interval). Default 30000. */
@@ -64,6 +69,8 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Clus
     curveSecretKey: env.SCALEOT_CURVE_SERVER_SECRET_KEY || undefined,
     apiTokensFile: env.SCALEOT_API_TOKENS_FILE || undefined,
     workerGroup: env.SCALEOT_WORKER_GROUP || 'cpu',
+    queueNames: parseQueueNames(env.SCALEOT_QUEUE_NAMES, env.SCALEOT_QUEUE_NAME || 'scaleot'),
+    jobRoutes: parseJobRoutes(env.SCALEOT_JOB_ROUTES, env.SCALEOT_QUEUE_NAME || 'scaleot'),
     workerConcurrency: intVar(env, 'SCALEOT_WORKER_CONCURRENCY', 1, 1, 64),
     jobLockMs: intVar(env, 'SCALEOT_JOB_LOCK_MS', 30_000, 1000),
     stalledIntervalMs: intVar(env, 'SCALEOT_STALLED_INTERVAL_MS', 15_000, 500),
@@ -103,11 +110,13 @@ const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: str
   { name: 'SCALEOT_CURVE_SERVER_SECRET_KEY', roles: ['coordinator'], doc: 'CURVE secret key, from a Secret; never given to workers' },
   { name: 'SCALEOT_API_TOKENS_FILE', roles: ['coordinator'], doc: 'JSON file {"tenant": "bearer token"} of the data owners (required)' },
   { name: 'SCALEOT_COORDINATOR_CONFIG', roles: ['coordinator'], doc: 'optional JSON file of stage-1, tuning and evaluation settings' },
-  { name: 'SCALEOT_HTTP_PORT', roles: ['coordinator'], doc: 'HTTP API, /healthz, /readyz, /metrics (default 8080)' },
+  { name: 'SCALEOT_HTTP_PORT', roles: ['coordinator'], doc: 'HTTP API, /healthz, /readyz (and /metrics unless SCALEOT_METRICS_PORT is set) (default 8080)' },
+  { name: 'SCALEOT_JOB_ROUTES', roles: ['coordinator'], doc: 'queue of each job kind: kind=queue,...,*=queue (default: every kind to SCALEOT_QUEUE_NAME or scaleot)' },
+  { name: 'SCALEOT_QUEUE_NAMES', roles: ['worker'], doc: 'queues this worker consumes, comma-separated (default: SCALEOT_QUEUE_NAME or scaleot)' },
   { name: 'SCALEOT_COORDINATOR_HOST', roles: ['coordinator', 'worker'], doc: 'address workers reach the coordinator at (default 127.0.0.1)' },
   { name: 'SCALEOT_WORKER_GROUP', roles: ['worker'], doc: 'worker group name (default cpu)' },
   { name: 'SCALEOT_WORKER_CONCURRENCY', roles: ['worker'], doc: 'jobs at once per worker (default 1)' },
-  { name: 'SCALEOT_METRICS_PORT', roles: ['worker'], doc: '/healthz, /readyz, /metrics (default 9090)' },
+  { name: 'SCALEOT_METRICS_PORT', roles: ['coordinator', 'worker'], doc: '/healthz, /readyz, /metrics (workers: default 9090; coordinator: set = /metrics only here, not on the API port)' },
   { name: 'SCALEOT_JOB_LOCK_MS', roles: ['coordinator', 'worker'], doc: 'BullMQ job lock; a dead worker\'s job is re-run after about lock + stalled interval (default 30000)' },
   { name: 'SCALEOT_STALLED_INTERVAL_MS', roles: ['coordinator', 'worker'], doc: 'stalled-job check interval (default 15000)' },
 ];

@@ -65,8 +65,10 @@ export interface DistributedStage1Options extends Partial<Stage1HyperParameters>
   corpus?: string;
   dataRoot?: string;
   maxDocuments?: number;
-  /** Queue the shard and rollout jobs go to (its workers run the Stage1WorkerRuntime handlers). */
+  /** Queue the shard jobs (and, without `rolloutQueue`, the rollout jobs) go to (its workers run the Stage1WorkerRuntime handlers). */
   queue: JobQueue;
+  /** Queue of the rollout jobs when they are routed elsewhere (SCALEOT_JOB_ROUTES). Default `queue`. */
+  rolloutQueue?: JobQueue;
   /** Redis of the control queue (the round parents, processed here). Default: SCALEOT_REDIS_URL. */
   connection?: RedisConnection;
   /** Shard jobs per round (data-parallel slices, cut on micro-batch boundaries). Default 2. */
@@ -172,7 +174,7 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
   let optimizer: HarmonizerOptimizer | undefined;
   try {
     await control.waitUntilReady();
-    await removeStaleRounds([controlQueue.queue, opts.queue.queue], runId, epoch, log);
+    await removeStaleRounds([...new Set([controlQueue.queue, opts.queue.queue, (opts.rolloutQueue ?? opts.queue).queue])], runId, epoch, log);
     for (const i of layout.middle) harmonizers.set(i, new Harmonizer(i, modelConfig.hiddenSize, { rank: hyper.rank, eps, seed: hyper.seed, initStd: hyper.initStd }));
     optimizer = new HarmonizerOptimizer(harmonizers, { weightDecay: hyper.weightDecay });
 
@@ -229,6 +231,7 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
       candidates.forEach((candidate, candidateIndex) =>
         children.push({
           kind: 'stage1.rollout',
+          queueName: (opts.rolloutQueue ?? opts.queue).name,
           payload: { runId, round: step, candidateIndex, mask: candidate as (0 | 1)[], paramsVersion: v1, batch: { type: 'windows', dataset: valRef, windowIndices: valStarts, windowLength }, paramsAddress, resultAddress },
           options: { priority: priority + 1, attempts: 5, backoff: { type: 'fixed', delay: 200 } },
         }),

@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { destination, pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -9,7 +9,7 @@ export type { Logger };
 export function createLogger(name: string, options: LoggerOptions = {}): Logger {
   return pino(
     { name, level: process.env.SCALEOT_LOG_LEVEL ?? 'info', ...options },
-    pino.destination({ fd: 2, sync: true }),
+    destination({ fd: 2, sync: true }),
   );
 }
 

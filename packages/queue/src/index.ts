@@ -29,3 +29,5 @@ export {
 } from './JobQueue.js';
 export { JobWorker, type JobWorkerOptions, type JobHandler, type JobHandlers, type JobContext, type JobWorkerEvents } from './JobWorker.js';
 export { UnrecoverableError } from 'bullmq';
+export { parseJobRoutes, parseQueueNames, queueForKind, routedQueues, singleQueueRoutes, type JobRoutes } from './jobRoutes.js';
+export { JobRouter } from './JobRouter.js';
