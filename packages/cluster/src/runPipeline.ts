@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { atomicWriteFile, atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
+import { atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import type { TrainHyperParameters } from '@scaleot/offsite';
 import { JobQueue } from '@scaleot/queue';
 import { readStage1, runStage1, type Stage1HyperParameters, type Stage1StepLog } from '@scaleot/scaleot';
@@ -12,7 +12,7 @@ import { Coordinator, renderFiveNumbers, type FiveNumbers, type PrivacyPreset, t
 import { freePort, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
 import { LocalJobRunner } from './LocalJobRunner.js';
 import { pipelineHandlers } from './pipelineHandlers.js';
-import { barChart, layerImportanceChart, lineChart } from '@scaleot/plots';
+import { writeDemoReport } from './writeDemoReport.js';
 import { redisReachable } from './redisReachable.js';
 
 export interface PipelineOptions {
@@ -60,6 +60,8 @@ export interface PipelineResult {
   reports: { preset: PrivacyPreset; request: string; report: FiveNumbers; markdown: string }[];
   /** report.md and report.json over all presets. */
   reportFile: string;
+  /** report.html: the same report, self-contained with the charts inline. */
+  htmlFile: string;
   plots: string[];
   seconds: number;
 }
@@ -127,37 +129,23 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   const stage1Dir = join(storage, 'stage1', baseModel);
   const stage1 = await readStage1(stage1Dir);
   const stage1Log = (await readFile(join(stage1Dir, 'stage1-log.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Stage1StepLog);
-  const reports = await Promise.all(
-    requests.map(async (r) => ({ preset: r.preset, request: r.id, report: r.report!, markdown: renderFiveNumbers(r, r.report!) })),
-  );
-  const reportFile = join(outDir, 'report.md');
-  await atomicWriteFile(reportFile, [`# scaleot demo (${mode}${reason ? `: ${reason}` : ''})`, '', ...reports.map((r) => r.markdown)].join('\n'));
-  await atomicWriteJson(join(outDir, 'report.json'), { mode, reason: reason ?? null, task, baseModel, stage1: { scores: stage1.scores, hyper: stage1Hyper }, reports });
-
-  const plots: string[] = [];
-  const plot = async (name: string, svg: string) => {
-    const path = join(outDir, 'plots', name);
-    await mkdir(join(outDir, 'plots'), { recursive: true });
-    await writeFile(path, svg);
-    plots.push(path);
-  };
-  await plot('layer-importance.svg', layerImportanceChart(stage1.importance));
-  await plot('stage1-loss.svg', lineChart('Stage 1: LM loss under sampled masks', [{ name: 'loss (nats/token)', values: stage1Log.map((e) => e.loss) }], 'round', 'loss'));
-  for (const r of reports) {
-    const p = r.preset;
-    await plot(
-      `five-numbers-a${p.alpha}-b${p.beta}.svg`,
-      barChart(`${task}: N_a=${p.nAdapter} α=${p.alpha} β=${p.beta} (${r.report.metric})`, [
-        { label: 'full zero-shot', value: r.report.full_zero_shot },
-        { label: 'emulator zero-shot', value: r.report.emulator_zero_shot, color: '#e15759' },
-        { label: 'emulator tuned', value: r.report.emulator_fine_tuned, color: '#e15759' },
-        { label: 'plug-in', value: r.report.plug_in, color: '#59a14f' },
-        { label: 'full fine-tuning', value: r.report.full_fine_tuned, color: '#f28e2b' },
-      ], r.report.metric),
-    );
-  }
+  const reports = requests.map((r) => ({ preset: r.preset, request: r.id, report: r.report!, markdown: renderFiveNumbers(r, r.report!) }));
+  const { reportFile, htmlFile, plots } = await writeDemoReport({
+    outDir,
+    mode,
+    reason,
+    task,
+    baseModel,
+    modelDir,
+    dataRoot,
+    reports,
+    stage1: { scores: stage1.scores, importance: stage1.importance, log: stage1Log, hyper: stage1Hyper },
+    tune,
+    evalHyper,
+    fullFineTune,
+  });
   say(`done in ${((performance.now() - started) / 1000).toFixed(0)} s: ${reportFile}`);
-  return { mode, reason, outDir, stage1Dir, scores: stage1.scores, reports, reportFile, plots, seconds: (performance.now() - started) / 1000 };
+  return { mode, reason, outDir, stage1Dir, scores: stage1.scores, reports, reportFile, htmlFile, plots, seconds: (performance.now() - started) / 1000 };
 
   async function inProcess(): Promise<TuningRequest[]> {
     const handlers = pipelineHandlers({ storageDir: storage, dataRoot, logger: log });
