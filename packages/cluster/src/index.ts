@@ -38,3 +38,5 @@ export { measureRoundOverhead, type RoundOverheadOptions, type RoundOverheadResu
 export { explainedReport, presetName, FIVE_NUMBER_MEANINGS, type ExplainedReport, type ExplainedReportInput, type ExplainedEmulator } from './explainedReport.js';
 export { evaluationProtocol, type EvaluationProtocol } from './evaluationProtocol.js';
 export { writeDemoReport, runVersions, type DemoReportInput } from './writeDemoReport.js';
+export { Stage1Monitor, type Stage1Progress } from './Stage1Monitor.js';
+export { queueDepths, workersOverview, THROUGHPUT_WINDOW_S, type QueueDepth, type WorkerView } from './clusterOverview.js';
