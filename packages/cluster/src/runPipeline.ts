@@ -46,8 +46,10 @@ export interface PipelineOptions {
   /** Data-owner tenant of the demo. Default 'moby-owner'. */
   tenant?: string;
   logger?: Logger;
-  /** Progress lines for a CLI (`stage1 3/20`, `request ... tuning 10/30`). */
+  /** Status lines for a CLI (`request ...: tuning`), also logged. */
   onEvent?: (message: string) => void;
+  /** Step progress of each request's running phase (stage-1 rounds, tuning steps), for a live bar. */
+  onProgress?: (progress: { label: string; step: number; total: number; loss?: number }) => void;
 }
 
 export interface PipelineResult {
@@ -89,6 +91,17 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   const say = (message: string) => {
     options.onEvent?.(message);
     log.info(message);
+  };
+  // A line when a request's status changes; its steps go to the live bar (and debug logs).
+  const lastStatus = new Map<string, string>();
+  const report = (r: TuningRequest) => {
+    if (lastStatus.get(r.id) !== r.status) say(`request ${r.id}: ${r.status}`);
+    lastStatus.set(r.id, r.status);
+    const { step, totalSteps, loss } = r.progress ?? {};
+    if (step !== undefined && totalSteps) {
+      log.debug({ request: r.id, status: r.status, step, totalSteps, loss }, `request ${r.id}: ${r.status} ${step}/${totalSteps}`);
+      options.onProgress?.({ label: `${r.id} ${r.status}`, step, total: totalSteps, loss });
+    }
   };
   const outDir = resolve(options.outDir);
   const storage = join(outDir, 'storage');
@@ -155,7 +168,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       stage1: async (model, out) => {
         if (existsSync(join(out, 'manifest.json'))) return;
         say('stage 1 (single-process trainer)');
-        await runStage1({ modelDir: model, outDir: out, corpus, dataRoot, maxDocuments, ...stage1Hyper, overwrite: true, onStep: (e) => say(`stage1 ${e.step}/${stage1Hyper.steps} loss ${e.loss.toFixed(3)}`) });
+        await runStage1({ modelDir: model, outDir: out, corpus, dataRoot, maxDocuments, ...stage1Hyper, overwrite: true, onStep: (e) => log.info({ label: 'stage1', done: e.step, total: stage1Hyper.steps, unit: 'step', loss: e.loss }, `stage1 ${e.step}/${stage1Hyper.steps}`) });
       },
       defaultTuneHyper: tune,
       evalHyper,
@@ -168,7 +181,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     for (const preset of presets) {
       const request = await coordinator.createRequest(tenant, { baseModel, preset, task, managedTuning: true });
       say(`request ${request.id}: preset N_a=${preset.nAdapter} α=${preset.alpha} β=${preset.beta}`);
-      const unsubscribe = coordinator.subscribe(request, (r) => say(`request ${r.id}: ${r.status}${r.progress.step ? ` ${r.progress.step}/${r.progress.totalSteps}` : ''}`));
+      const unsubscribe = coordinator.subscribe(request, (r) => report(r));
       try {
         done.push(await coordinator.waitFor(request, 'done'));
       } finally {
@@ -220,13 +233,10 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         say(`request ${r.id}: preset N_a=${preset.nAdapter} α=${preset.alpha} β=${preset.beta}`);
         created.push(r);
       }
-      const last = new Map<string, string>();
       for (;;) {
         const current = await Promise.all(created.map((r) => api<TuningRequest>('GET', `/v1/requests/${r.id}`)));
         for (const r of current) {
-          const line = `${r.status}${r.progress?.step ? ` ${r.progress.step}/${r.progress.totalSteps}` : ''}`;
-          if (last.get(r.id) !== line) say(`request ${r.id}: ${line}`);
-          last.set(r.id, line);
+          report(r);
           if (r.status === 'failed') throw new ClusterError('PIPELINE_FAILED', `request ${r.id} failed: ${r.error}`, { where: r.id });
         }
         if (current.every((r) => r.status === 'done')) return current;
