@@ -100,6 +100,13 @@ describe('dashboard (chromium)', () => {
     await expect.poll(() => page.locator('#new-request-status').textContent()).toMatch(/^Created request req-/);
     requestId = (await page.locator('#new-request-status').textContent())!.replace(/^Created request (\S+)\.$/, '$1');
 
+    // An operator watches the same run live in a second tab (sessionStorage keeps the tokens apart).
+    const operatorPage = await browser.newPage();
+    await operatorPage.goto(`${http}/ui`);
+    await operatorPage.locator('#token').fill(operatorToken);
+    await operatorPage.locator('#token').press('Enter');
+    let operatorShot = false;
+
     // Watch the status cell change as the SSE updates arrive, until done.
     const seen: string[] = [];
     let shot = false;
@@ -112,12 +119,19 @@ describe('dashboard (chromium)', () => {
         await page.screenshot({ path: join(ARTIFACTS, '1-owner-request-in-progress.png'), fullPage: true });
         shot = true;
       }
+      // Best effort (rounds and jobs of this budget last about a second): the live view with a busy worker.
+      const workersNow = (await operatorPage.locator('#workers tbody').textContent()) ?? '';
+      if (!operatorShot && workersNow.includes('connected') && !workersNow.includes('idle')) {
+        await operatorPage.screenshot({ path: join(ARTIFACTS, '1b-operator-live.png'), fullPage: true });
+        operatorShot = true;
+      }
       if (s === 'done' || s === 'failed' || Date.now() > deadline) break;
       await page.waitForTimeout(250);
     }
     expect(seen.at(-1), `statuses seen: ${seen.join(' → ')}`).toBe('done');
     expect(seen.length, `statuses seen: ${seen.join(' → ')}`).toBeGreaterThanOrEqual(3);
     expect(seen).toContain('evaluating');
+    await operatorPage.close();
 
     // The five numbers and the chart, then the report that explains them.
     await expect.poll(() => page.locator('#five tbody tr').count()).toBe(5);
