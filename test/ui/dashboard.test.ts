@@ -149,6 +149,11 @@ describe('dashboard (chromium)', () => {
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download emulator (.tar)' }).click()]);
     expect(download.suggestedFilename()).toBe(`${requestId}-emulator.tar`);
+
+    // Keyboard: the row's Open button takes Enter and moves the focus to the request's details.
+    await page.locator(`#requests tr[data-id="${requestId}"] button`).focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.evaluate('document.activeElement?.id')).toBe('detail');
   });
 
   it('another tenant\'s token sees none of it', async () => {

@@ -8,6 +8,8 @@ export interface RemoteProgress {
   unit?: string;
   loss?: number;
   lr?: number;
+  /** The work behind this bar ended (done or moved on): remove the bar. */
+  ended?: boolean;
 }
 
 const started = new Map<string, { at: number; step: number }>();
@@ -18,6 +20,11 @@ const started = new Map<string, { at: number; step: number }>();
  */
 export function progressBar(p: RemoteProgress): void {
   if (logFormat() !== 'human' || !terminal.interactive) return;
+  if (p.ended) {
+    started.delete(p.label);
+    terminal.clearBar();
+    return;
+  }
   const now = Date.now();
   const first = started.get(p.label) ?? { at: now, step: p.step };
   started.set(p.label, first);

@@ -137,6 +137,8 @@ async function startOwner(): Promise<void> {
 
 function renderRequests(): void {
   const body = $('#requests tbody');
+  // Rows are rebuilt on every update: keep the keyboard focus on the same row's button.
+  const focusedRow = (document.activeElement as HTMLElement | null)?.closest('tr')?.getAttribute('data-id');
   const rows = [...requests.values()].sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
   $('#no-requests').hidden = rows.length > 0;
   body.replaceChildren(
@@ -147,6 +149,7 @@ function renderRequests(): void {
       return tr;
     }),
   );
+  if (focusedRow) body.querySelector<HTMLButtonElement>(`tr[data-id="${CSS.escape(focusedRow)}"] button`)?.focus();
 }
 
 /** Streams one request's updates (the API's SSE) until it is done or failed. */

@@ -49,7 +49,7 @@ export interface PipelineOptions {
   /** Status lines for a CLI (`request ...: tuning`), also logged. */
   onEvent?: (message: string) => void;
   /** Step progress of each request's running phase (stage-1 rounds, tuning steps), for a live bar. */
-  onProgress?: (progress: { label: string; step: number; total: number; loss?: number }) => void;
+  onProgress?: (progress: { label: string; step: number; total: number; loss?: number; ended?: boolean }) => void;
 }
 
 export interface PipelineResult {
@@ -94,12 +94,20 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   };
   // A line when a request's status changes; its steps go to the live bar (and debug logs).
   const lastStatus = new Map<string, string>();
+  const barOf = new Map<string, { label: string; step: number; total: number }>();
   const report = (r: TuningRequest) => {
-    if (lastStatus.get(r.id) !== r.status) say(`request ${r.id}: ${r.status}`);
+    if (lastStatus.get(r.id) !== r.status) {
+      // The phase that had a bar is over (its last step may never be reported): end the bar.
+      const bar = barOf.get(r.id);
+      if (bar) options.onProgress?.({ ...bar, ended: true });
+      barOf.delete(r.id);
+      say(`request ${r.id}: ${r.status}`);
+    }
     lastStatus.set(r.id, r.status);
     const { step, totalSteps, loss } = r.progress ?? {};
     if (step !== undefined && totalSteps) {
       log.debug({ request: r.id, status: r.status, step, totalSteps, loss }, `request ${r.id}: ${r.status} ${step}/${totalSteps}`);
+      barOf.set(r.id, { label: `${r.id} ${r.status}`, step, total: totalSteps });
       options.onProgress?.({ label: `${r.id} ${r.status}`, step, total: totalSteps, loss });
     }
   };

@@ -48,7 +48,7 @@ export async function writeDemoReport(input: DemoReportInput): Promise<{ reportF
     protocol,
     intro: [
       `Run ${input.mode === 'cluster' ? 'as a local cluster (a coordinator and worker processes over Redis)' : `in one process${input.reason ? ` (${input.reason})` : ''}`}. ` +
-        'The model owner ran ScaleOT stage 1 once, built one emulator per privacy preset; a data owner tuned the adapters on their task through the API; the owner plugged them in.',
+        'The model owner ran ScaleOT stage 1 once, built one emulator per privacy preset; a data owner had the adapters tuned on their task (managed tuning); the model owner plugged them in.',
     ],
     versions: { ...versions, 'evaluation protocol': protocol.protocolVersion },
     hyperParameters: { 'stage 1': input.stage1.hyper, 'adapter tuning (and full fine-tuning)': input.tune, evaluation: input.evalHyper, 'full fine-tuning baseline': { run: input.fullFineTune } },

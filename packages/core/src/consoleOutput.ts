@@ -72,6 +72,12 @@ class Terminal {
     if (this.bar && this.interactive) process.stderr.write(this.bar);
   }
 
+  /** Removes the live bar (its work ended without reaching its total). */
+  clearBar(): void {
+    if (this.bar && this.interactive) process.stderr.write('\r\x1b[2K');
+    this.bar = '';
+  }
+
   showBar(text: string, finished: boolean): void {
     const columns = process.stderr.columns ?? 120;
     const fitted = text.length > columns - 1 ? `${text.slice(0, columns - 2)}…` : text;

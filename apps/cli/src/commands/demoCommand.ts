@@ -49,7 +49,7 @@ export function demoCommand(): Command {
       const human = [
         `mode: ${result.mode}${result.reason ? ` (${result.reason})` : ''}, ${result.seconds.toFixed(0)} s`,
         ...result.reports.map((r) => `\n### (N_a=${r.preset.nAdapter}, α=${r.preset.alpha}, β=${r.preset.beta})\n${r.markdown}`),
-        `\nreport: ${result.reportFile}`,
+        `\nreport: ${result.htmlFile} (and ${result.reportFile})`,
         `plots: ${result.plots.join(', ')}`,
       ].join('\n');
       return { result, human };
