@@ -14,6 +14,8 @@ import { DATA_ROOT, MODEL_DIR, REDIS_URL, REPO, spawnApp, stopProcess, uniquePre
 // Screenshots land in artifacts/ui/ (git-ignored) for people to look at.
 const CHROMIUM = process.env.SCALEOT_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = join(REPO, 'artifacts', 'ui');
+// The server renders reports and charts on 2 loaded cores: waits are generous, never timing assertions.
+const POLL = { timeout: 60_000, interval: 200 };
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const prefix = uniquePrefix('ui');
 const tokens = { 'tenant-a': 'a'.repeat(40), 'tenant-b': 'b'.repeat(40) };
@@ -90,14 +92,14 @@ async function signIn(token: string): Promise<void> {
 describe('dashboard (chromium)', () => {
   it('a data owner signs in with a token, creates a request, watches it progress and reads its report', async () => {
     await page.goto(`${http}/ui`);
-    await expect.poll(() => page.locator('#sign-in-title').textContent()).toBe('Sign in');
+    await expect.poll(() => page.locator('#sign-in-title').textContent(), POLL).toBe('Sign in');
     await signIn('not-a-known-token-xxxxxxxx');
-    await expect.poll(() => page.locator('#sign-in-error').textContent()).toContain('not known');
+    await expect.poll(() => page.locator('#sign-in-error').textContent(), POLL).toContain('not known');
     await signIn(tokens['tenant-a']);
-    await expect.poll(() => page.locator('#who').textContent()).toBe('Data owner tenant-a');
+    await expect.poll(() => page.locator('#who').textContent(), POLL).toBe('Data owner tenant-a');
     await page.locator('input[name="steps"]').fill('2');
     await page.getByRole('button', { name: 'Create request' }).click();
-    await expect.poll(() => page.locator('#new-request-status').textContent()).toMatch(/^Created request req-/);
+    await expect.poll(() => page.locator('#new-request-status').textContent(), POLL).toMatch(/^Created request req-/);
     requestId = (await page.locator('#new-request-status').textContent())!.replace(/^Created request (\S+)\.$/, '$1');
 
     // An operator watches the same run live in a second tab (sessionStorage keeps the tokens apart).
@@ -134,13 +136,13 @@ describe('dashboard (chromium)', () => {
     await operatorPage.close();
 
     // The five numbers and the chart, then the report that explains them.
-    await expect.poll(() => page.locator('#five tbody tr').count()).toBe(5);
+    await expect.poll(() => page.locator('#five tbody tr').count(), POLL).toBe(5);
     expect(await page.locator('#five thead').textContent()).toContain('perplexity (lower is better)');
-    await expect.poll(() => page.locator('#five-chart svg').count()).toBe(1);
+    await expect.poll(() => page.locator('#five-chart svg').count(), POLL).toBe(1);
     expect(await page.locator('#five-chart svg').textContent()).toContain('perplexity, lower is better');
     await page.getByRole('button', { name: 'Read the report' }).click();
     const report = page.locator('#report');
-    await expect.poll(() => report.isVisible()).toBe(true);
+    await expect.poll(() => report.isVisible(), POLL).toBe(true);
     const text = (await report.textContent()) ?? '';
     for (const part of ['What the five numbers mean', 'Utility.', 'Privacy.', 'Protocol', 'Versions and hyper-parameters']) expect(text).toContain(part);
     expect(text).toMatch(/Evaluated: 1 of \d+ test blocks of \d+ tokens: a subset/);
@@ -153,14 +155,14 @@ describe('dashboard (chromium)', () => {
     // Keyboard: the row's Open button takes Enter and moves the focus to the request's details.
     await page.locator(`#requests tr[data-id="${requestId}"] button`).focus();
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.evaluate('document.activeElement?.id')).toBe('detail');
+    await expect.poll(() => page.evaluate('document.activeElement?.id'), POLL).toBe('detail');
   });
 
   it('another tenant\'s token sees none of it', async () => {
     expect(requestId).toMatch(/^req-/);
     await signIn(tokens['tenant-b']);
-    await expect.poll(() => page.locator('#who').textContent()).toBe('Data owner tenant-b');
-    await expect.poll(() => page.locator('#no-requests').isVisible()).toBe(true);
+    await expect.poll(() => page.locator('#who').textContent(), POLL).toBe('Data owner tenant-b');
+    await expect.poll(() => page.locator('#no-requests').isVisible(), POLL).toBe(true);
     expect(await page.locator('#requests tbody tr').count()).toBe(0);
     expect(await page.content()).not.toContain(requestId);
     // Asking for tenant-a's request directly with tenant-b's token: 404, as for an id that does not exist.
@@ -174,14 +176,14 @@ describe('dashboard (chromium)', () => {
 
   it('the operator view shows stage 1, the workers, the queues and every tenant\'s requests', async () => {
     await signIn(operatorToken);
-    await expect.poll(() => page.locator('#who').textContent()).toBe('Operator ops');
+    await expect.poll(() => page.locator('#who').textContent(), POLL).toBe('Operator ops');
     const workers = page.locator('#workers tbody tr');
-    await expect.poll(() => workers.first().textContent(), { timeout: 20_000 }).toContain(`:${worker.pid}`);
+    await expect.poll(() => workers.first().textContent(), POLL).toContain(`:${worker.pid}`);
     expect(await workers.first().textContent()).toMatch(/connected \d+ s/);
-    await expect.poll(() => page.locator('#queues tbody').textContent()).toContain('scaleot-control');
-    await expect.poll(() => page.locator('#all-requests tbody').textContent()).toContain(requestId);
+    await expect.poll(() => page.locator('#queues tbody').textContent(), POLL).toContain('scaleot-control');
+    await expect.poll(() => page.locator('#all-requests tbody').textContent(), POLL).toContain(requestId);
     expect(await page.locator('#all-requests tbody').textContent()).toContain('tenant-a');
-    await expect.poll(() => page.locator('#stage1').textContent()).toContain('sotu-gpt2-tiny: done, step 2');
+    await expect.poll(() => page.locator('#stage1').textContent(), POLL).toContain('sotu-gpt2-tiny: done, step 2');
     expect(await page.locator('#stage1 figure svg').count()).toBe(2);
     await page.screenshot({ path: join(ARTIFACTS, '4-operator.png'), fullPage: true });
   });
