@@ -1,10 +1,12 @@
-import { ScaleotError, createLogger, type Logger } from '@scaleot/core';
+import { ScaleotError, createLogger, setLogFormat, type LogFormat, type Logger } from '@scaleot/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 /** Options every command accepts. */
 export interface GlobalOptions {
   json?: boolean;
   logLevel?: string;
+  /** `human` (one line per event and a live bar) or `json` (pino). Default: json with --json or when stdout is not a terminal, else human. */
+  logFormat?: LogFormat;
   backend?: string;
 }
 
@@ -12,7 +14,8 @@ export interface GlobalOptions {
 export function withGlobalOptions(cmd: Command): Command {
   return cmd
     .option('--json', 'print one JSON object with the result as the last line of stdout')
-    .addOption(new Option('--log-level <level>', 'pino log level on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default(process.env.SCALEOT_LOG_LEVEL ?? 'info'))
+    .addOption(new Option('--log-format <format>', 'stderr logs: human lines and a live progress bar, or pino JSON (default: json with --json or when stdout is not a terminal, else human)').choices(['human', 'json']))
+    .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default(process.env.SCALEOT_LOG_LEVEL ?? 'info'))
     .addOption(new Option('--backend <name>', 'tfjs backend (auto: native tensorflow when installed, else wasm)').choices(['wasm', 'cpu', 'tensorflow', 'auto']).default(process.env.SCALEOT_BACKEND ?? 'wasm'));
 }
 
@@ -44,6 +47,12 @@ export function finiteNumber(value: string): number {
   return n;
 }
 
+/** The log format a command run gets: the flag, else JSON for machines (--json, stdout not a terminal), else human. */
+export function chooseLogFormat(opts: Pick<GlobalOptions, 'json' | 'logFormat'>, stdoutIsTerminal = !!process.stdout.isTTY): LogFormat {
+  if (opts.logFormat) return opts.logFormat;
+  return opts.json || !stdoutIsTerminal ? 'json' : 'human';
+}
+
 /**
  * Runs a command body with a logger and the environment its options ask for; prints its result
  * (JSON as the last stdout line with --json, else the human text) and turns a ScaleotError into a
@@ -55,6 +64,7 @@ export async function runCommand<T = unknown>(
   body: (log: Logger) => Promise<{ result: T; human: string }>,
 ): Promise<void> {
   process.env.SCALEOT_LOG_LEVEL = opts.logLevel ?? process.env.SCALEOT_LOG_LEVEL ?? 'info';
+  setLogFormat(chooseLogFormat(opts));
   if (opts.backend) process.env.SCALEOT_BACKEND = opts.backend;
   const log = createLogger(`scaleot.${name}`);
   try {
@@ -63,8 +73,10 @@ export async function runCommand<T = unknown>(
     else process.stdout.write(`${human}\n`);
   } catch (err) {
     if (err instanceof ScaleotError) {
-      log.error({ code: err.code, where: err.where }, err.message);
-      process.stderr.write(`scaleot ${name}: ${err.message} [${err.code}]\n`);
+      const line = `scaleot ${name}: ${err.message} [${err.code}]`;
+      log.error({ code: err.code, where: err.where }, line);
+      // Logged above once, in the chosen format; a silenced log still says why the command failed.
+      if (!log.isLevelEnabled('error')) process.stderr.write(`${line}\n`);
       process.exitCode = 2;
       return;
     }

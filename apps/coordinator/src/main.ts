@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 // The coordinator process: wiring only (the job graph, stage-1 rounds and API logic live in @scaleot/cluster).
 import { initBackend } from '@scaleot/backend';
 import {
@@ -8,6 +9,7 @@ import {
   Coordinator,
   QueueJobRunner,
   redisConnectionOf,
+  Stage1Monitor,
   runDistributedStage1,
   TenantAuth,
   type CoordinatorOptions,
@@ -18,6 +20,7 @@ import { JobQueue, JobRouter } from '@scaleot/queue';
 import { ParameterPublisher, ResultCollector } from '@scaleot/transport';
 import { runCurveKeygen } from './curveKeygen.js';
 import { buildServer } from './server.js';
+import { operatorAuthFromEnv, registerDashboard } from './dashboard.js';
 
 const log = createLogger('coordinator');
 
@@ -57,6 +60,7 @@ async function main(): Promise<void> {
   const control = new JobQueue({ name: `${queue.name}-control`, connection, prefix: config.queuePrefix });
   metrics.trackQueue(control.queue);
 
+  const stage1Monitor = new Stage1Monitor(config.storageDir);
   const stage1: CoordinatorOptions['stage1'] = async (modelDir, outDir, onRound) => {
     const total = settings.stage1?.steps;
     await runDistributedStage1({
@@ -78,6 +82,7 @@ async function main(): Promise<void> {
       logger: log,
       onStep: (entry, timing) => {
         metrics.stage1RoundSeconds.observe(timing.seconds);
+        stage1Monitor.record(basename(modelDir), entry, total);
         onRound(entry.step, total ?? entry.step);
       },
     });
@@ -93,17 +98,18 @@ async function main(): Promise<void> {
   });
   const state = { ready: false, draining: false };
   const health = async () => {
-      let redis = true;
-      try {
-        await queue.queue.getJobCounts('waiting');
-      } catch {
-        redis = false;
-      }
-      return { live: true, ready: state.ready && !state.draining && redis, details: { redis, draining: state.draining, params: publisher.address, results: collector.address } };
+    let redis = true;
+    try {
+      await queue.queue.getJobCounts('waiting');
+    } catch {
+      redis = false;
+    }
+    return { live: true, ready: state.ready && !state.draining && redis, details: { redis, draining: state.draining, params: publisher.address, results: collector.address } };
   };
   // SCALEOT_METRICS_PORT set (images, chart): /metrics on its own port, none on the API port.
   const metricsServer = process.env.SCALEOT_METRICS_PORT ? await startMetricsServer({ port: config.metricsPort, registry: metrics.registry, health }) : undefined;
   const server = await buildServer({ coordinator, auth, metrics, health, serveMetrics: !metricsServer });
+  await registerDashboard(server, { coordinator, auth, operatorAuth: operatorAuthFromEnv(), storageDir: config.storageDir, queues: [...router.queues.map((q) => q.queue), control.queue], stage1: stage1Monitor, dataRoot: settings.dataRoot, evalHyper: settings.eval, defaultTuneHyper: settings.tune });
   await server.listen({ port: config.httpPort, host: process.env.SCALEOT_HTTP_HOST || '0.0.0.0' });
   await coordinator.start();
   state.ready = true;

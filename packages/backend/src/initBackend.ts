@@ -10,6 +10,11 @@ export const BACKEND_NAMES: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow
 /** Native packages tried in order for the `tensorflow` backend; never dependencies of this repo. */
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
 
+// tfjs prints a banner through console.warn the first time its CPU backend stores a tensor under Node
+// ("Hi, looks like you are running TensorFlow.js in Node.js ..."): the backend is chosen and logged here,
+// so the banner is noise in every CLI run and test log. PROD only gates tfjs' console warnings.
+tf.env().set('PROD', true);
+
 let log: Logger | undefined;
 let chain: Promise<unknown> = Promise.resolve();
 

@@ -35,3 +35,8 @@ export { runPipeline, DEMO_STAGE1, DEMO_TUNE, DEMO_EVAL, DEMO_PRESETS, type Pipe
 export { freePort, appEntry, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
 export { redisReachable } from './redisReachable.js';
 export { measureRoundOverhead, type RoundOverheadOptions, type RoundOverheadResult } from './measureRoundOverhead.js';
+export { explainedReport, presetName, FIVE_NUMBER_MEANINGS, type ExplainedReport, type ExplainedReportInput, type ExplainedEmulator } from './explainedReport.js';
+export { evaluationProtocol, type EvaluationProtocol } from './evaluationProtocol.js';
+export { writeDemoReport, runVersions, type DemoReportInput } from './writeDemoReport.js';
+export { Stage1Monitor, type Stage1Progress } from './Stage1Monitor.js';
+export { queueDepths, workersOverview, THROUGHPUT_WINDOW_S, type QueueDepth, type WorkerView } from './clusterOverview.js';

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { atomicWriteFile, atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
+import { atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import type { TrainHyperParameters } from '@scaleot/offsite';
 import { JobQueue } from '@scaleot/queue';
 import { readStage1, runStage1, type Stage1HyperParameters, type Stage1StepLog } from '@scaleot/scaleot';
@@ -13,7 +13,7 @@ import { Coordinator, renderFiveNumbers, type FiveNumbers, type PrivacyPreset, t
 import { freePort, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
 import { LocalJobRunner } from './LocalJobRunner.js';
 import { pipelineHandlers } from './pipelineHandlers.js';
-import { barChart, layerImportanceChart, lineChart } from '@scaleot/plots';
+import { writeDemoReport } from './writeDemoReport.js';
 import { redisReachable } from './redisReachable.js';
 
 export interface PipelineOptions {
@@ -47,8 +47,10 @@ export interface PipelineOptions {
   /** Data-owner tenant of the demo. Default 'moby-owner'. */
   tenant?: string;
   logger?: Logger;
-  /** Progress lines for a CLI (`stage1 3/20`, `request ... tuning 10/30`). */
+  /** Status lines for a CLI (`request ...: tuning`), also logged. */
   onEvent?: (message: string) => void;
+  /** Step progress of each request's running phase (stage-1 rounds, tuning steps), for a live bar. */
+  onProgress?: (progress: { label: string; step: number; total: number; loss?: number; ended?: boolean }) => void;
 }
 
 export interface PipelineResult {
@@ -61,6 +63,8 @@ export interface PipelineResult {
   reports: { preset: PrivacyPreset; request: string; report: FiveNumbers; markdown: string }[];
   /** report.md and report.json over all presets. */
   reportFile: string;
+  /** report.html: the same report, self-contained with the charts inline. */
+  htmlFile: string;
   plots: string[];
   seconds: number;
 }
@@ -88,6 +92,25 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   const say = (message: string) => {
     options.onEvent?.(message);
     log.info(message);
+  };
+  // A line when a request's status changes; its steps go to the live bar (and debug logs).
+  const lastStatus = new Map<string, string>();
+  const barOf = new Map<string, { label: string; step: number; total: number }>();
+  const report = (r: TuningRequest) => {
+    if (lastStatus.get(r.id) !== r.status) {
+      // The phase that had a bar is over (its last step may never be reported): end the bar.
+      const bar = barOf.get(r.id);
+      if (bar) options.onProgress?.({ ...bar, ended: true });
+      barOf.delete(r.id);
+      say(`request ${r.id}: ${r.status}`);
+    }
+    lastStatus.set(r.id, r.status);
+    const { step, totalSteps, loss } = r.progress ?? {};
+    if (step !== undefined && totalSteps) {
+      log.debug({ request: r.id, status: r.status, step, totalSteps, loss }, `request ${r.id}: ${r.status} ${step}/${totalSteps}`);
+      barOf.set(r.id, { label: `${r.id} ${r.status}`, step, total: totalSteps });
+      options.onProgress?.({ label: `${r.id} ${r.status}`, step, total: totalSteps, loss });
+    }
   };
   const outDir = resolve(options.outDir);
   const storage = join(outDir, 'storage');
@@ -130,37 +153,23 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   const stage1Dir = join(storage, 'stage1', baseModel);
   const stage1 = await readStage1(stage1Dir);
   const stage1Log = (await readFile(join(stage1Dir, 'stage1-log.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Stage1StepLog);
-  const reports = await Promise.all(
-    requests.map(async (r) => ({ preset: r.preset, request: r.id, report: r.report!, markdown: renderFiveNumbers(r, r.report!) })),
-  );
-  const reportFile = join(outDir, 'report.md');
-  await atomicWriteFile(reportFile, [`# scaleot demo (${mode}${reason ? `: ${reason}` : ''})`, '', ...reports.map((r) => r.markdown)].join('\n'));
-  await atomicWriteJson(join(outDir, 'report.json'), { mode, reason: reason ?? null, task, baseModel, stage1: { scores: stage1.scores, hyper: stage1Hyper }, reports });
-
-  const plots: string[] = [];
-  const plot = async (name: string, svg: string) => {
-    const path = join(outDir, 'plots', name);
-    await mkdir(join(outDir, 'plots'), { recursive: true });
-    await writeFile(path, svg);
-    plots.push(path);
-  };
-  await plot('layer-importance.svg', layerImportanceChart(stage1.importance));
-  await plot('stage1-loss.svg', lineChart('Stage 1: LM loss under sampled masks', [{ name: 'loss (nats/token)', values: stage1Log.map((e) => e.loss) }], 'round', 'loss'));
-  for (const r of reports) {
-    const p = r.preset;
-    await plot(
-      `five-numbers-a${p.alpha}-b${p.beta}.svg`,
-      barChart(`${task}: N_a=${p.nAdapter} α=${p.alpha} β=${p.beta} (${r.report.metric})`, [
-        { label: 'full zero-shot', value: r.report.full_zero_shot },
-        { label: 'emulator zero-shot', value: r.report.emulator_zero_shot, color: '#e15759' },
-        { label: 'emulator tuned', value: r.report.emulator_fine_tuned, color: '#e15759' },
-        { label: 'plug-in', value: r.report.plug_in, color: '#59a14f' },
-        { label: 'full fine-tuning', value: r.report.full_fine_tuned, color: '#f28e2b' },
-      ], r.report.metric),
-    );
-  }
+  const reports = requests.map((r) => ({ preset: r.preset, request: r.id, report: r.report!, markdown: renderFiveNumbers(r, r.report!) }));
+  const { reportFile, htmlFile, plots } = await writeDemoReport({
+    outDir,
+    mode,
+    reason,
+    task,
+    baseModel,
+    modelDir,
+    dataRoot,
+    reports,
+    stage1: { scores: stage1.scores, importance: stage1.importance, log: stage1Log, hyper: stage1Hyper },
+    tune,
+    evalHyper,
+    fullFineTune,
+  });
   say(`done in ${((performance.now() - started) / 1000).toFixed(0)} s: ${reportFile}`);
-  return { mode, reason, outDir, stage1Dir, scores: stage1.scores, reports, reportFile, plots, seconds: (performance.now() - started) / 1000 };
+  return { mode, reason, outDir, stage1Dir, scores: stage1.scores, reports, reportFile, htmlFile, plots, seconds: (performance.now() - started) / 1000 };
 
   async function inProcess(): Promise<TuningRequest[]> {
     const handlers = pipelineHandlers({ storageDir: storage, dataRoot, logger: log });
@@ -170,7 +179,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       stage1: async (model, out) => {
         if (existsSync(join(out, 'manifest.json'))) return;
         say('stage 1 (single-process trainer)');
-        await runStage1({ modelDir: model, outDir: out, corpus, dataRoot, maxDocuments, ...stage1Hyper, overwrite: true, onStep: (e) => say(`stage1 ${e.step}/${stage1Hyper.steps} loss ${e.loss.toFixed(3)}`) });
+        await runStage1({ modelDir: model, outDir: out, corpus, dataRoot, maxDocuments, ...stage1Hyper, overwrite: true, onStep: (e) => log.info({ label: 'stage1', done: e.step, total: stage1Hyper.steps, unit: 'step', loss: e.loss }, `stage1 ${e.step}/${stage1Hyper.steps}`) });
       },
       defaultTuneHyper: tune,
       evalHyper,
@@ -183,7 +192,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     for (const preset of presets) {
       const request = await coordinator.createRequest(tenant, { baseModel, preset, task, managedTuning: true });
       say(`request ${request.id}: preset N_a=${preset.nAdapter} α=${preset.alpha} β=${preset.beta}`);
-      const unsubscribe = coordinator.subscribe(request, (r) => say(`request ${r.id}: ${r.status}${r.progress.step ? ` ${r.progress.step}/${r.progress.totalSteps}` : ''}`));
+      const unsubscribe = coordinator.subscribe(request, (r) => report(r));
       try {
         done.push(await coordinator.waitFor(request, 'done'));
       } finally {
@@ -235,13 +244,10 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         say(`request ${r.id}: preset N_a=${preset.nAdapter} α=${preset.alpha} β=${preset.beta}`);
         created.push(r);
       }
-      const last = new Map<string, string>();
       for (;;) {
         const current = await Promise.all(created.map((r) => api<TuningRequest>('GET', `/v1/requests/${r.id}`)));
         for (const r of current) {
-          const line = `${r.status}${r.progress?.step ? ` ${r.progress.step}/${r.progress.totalSteps}` : ''}`;
-          if (last.get(r.id) !== line) say(`request ${r.id}: ${line}`);
-          last.set(r.id, line);
+          report(r);
           if (r.status === 'failed') throw new ClusterError('PIPELINE_FAILED', `request ${r.id} failed: ${r.error}`, { where: r.id });
         }
         if (current.every((r) => r.status === 'done')) return current;

@@ -1,4 +1,8 @@
 import type { Logger } from 'pino';
+import { logFormat, progressLine, terminal } from './consoleOutput.js';
+
+/** Fastest redraw of the live bar, ms. */
+const BAR_INTERVAL_MS = 200;
 
 export interface ProgressOptions {
   /** Total number of units (steps, batches, documents). */
@@ -9,19 +13,20 @@ export interface ProgressOptions {
   logger?: Logger;
   /** Minimum milliseconds between two reports. Default: 2000. */
   intervalMs?: number;
-  /** Draw a one-line bar on stderr when it is a TTY. Default: true. */
+  /** Draw the live bar on a terminal's stderr when the process logs for humans (`setLogFormat('human')`). Default: true. */
   bar?: boolean;
   /** Label shown in front of the bar and in log records. */
   label?: string;
 }
 
 /**
- * Progress for long work: a bar on an interactive stderr, and a throttled pino record
- * (`{label, done, total, rate, etaS, ...extra}`) either way, so logs of headless runs show progress too.
+ * Progress for long work: a throttled pino record (`{label, done, total, rate, etaS, ...extra}`) for
+ * logs, and in human mode on a terminal one live bar redrawn in place (log lines print above it).
  */
 export class Progress {
   private done = 0;
   private lastReport = 0;
+  private lastBar = 0;
   private readonly start = Date.now();
   private readonly opts: Required<Omit<ProgressOptions, 'logger'>> & { logger?: Logger };
 
@@ -38,24 +43,29 @@ export class Progress {
   tick(n = 1, extra: Record<string, unknown> = {}): void {
     this.done += n;
     const now = Date.now();
-    if (now - this.lastReport >= this.opts.intervalMs || this.done >= this.opts.total) {
+    const finished = this.done >= this.opts.total;
+    // The bar is cheap and redrawn often; log records stay throttled.
+    if (this.opts.bar && logFormat() === 'human' && terminal.interactive && (now - this.lastBar >= BAR_INTERVAL_MS || finished)) {
+      this.lastBar = now;
+      const { label, total, unit } = this.opts;
+      terminal.showBar(progressLine({ label, done: this.done, total, unit, fields: extra, etaS: this.eta() }), finished);
+    }
+    if (now - this.lastReport >= this.opts.intervalMs || finished) {
       this.lastReport = now;
       this.report(extra);
     }
   }
 
+  private eta(): number {
+    const elapsed = (Date.now() - this.start) / 1000;
+    const rate = this.done / Math.max(elapsed, 1e-9);
+    return rate > 0 ? (this.opts.total - this.done) / rate : Infinity;
+  }
+
   private report(extra: Record<string, unknown>): void {
     const elapsed = (Date.now() - this.start) / 1000;
     const rate = this.done / Math.max(elapsed, 1e-9);
-    const etaS = rate > 0 ? (this.opts.total - this.done) / rate : Infinity;
     const { label, total, unit } = this.opts;
-    this.opts.logger?.info({ label, done: this.done, total, unit, rate: +rate.toFixed(3), etaS: Math.round(etaS), ...extra }, `${label} ${this.done}/${total}`);
-    if (this.opts.bar && process.stderr.isTTY) {
-      const width = 30;
-      const filled = Math.round((width * this.done) / Math.max(total, 1));
-      const fields = Object.entries(extra).map(([k, v]) => `${k}=${typeof v === 'number' ? v.toFixed(4) : String(v)}`).join(' ');
-      process.stderr.write(`\r${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${this.done}/${total} ${unit}s ${fields} eta ${Math.round(etaS)}s `);
-      if (this.done >= total) process.stderr.write('\n');
-    }
+    this.opts.logger?.info({ label, done: this.done, total, unit, rate: +rate.toFixed(3), etaS: Math.round(this.eta()), ...extra }, `${label} ${this.done}/${total}`);
   }
 }

@@ -3,3 +3,4 @@ export { atomicWrite, atomicWriteFile, atomicWriteJson, tempPathFor } from './at
 export { createLogger, logger, type Logger } from './logger.js';
 export { Progress, type ProgressOptions } from './Progress.js';
 export { isEntryPoint, onShutdownSignals } from './processLifecycle.js';
+export { setLogFormat, logFormat, progressLine, formatField, formatDuration, humanLine, terminal, type LogFormat, type ProgressView } from './consoleOutput.js';

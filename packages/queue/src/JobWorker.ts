@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createLogger, type Logger } from '@scaleot/core';
@@ -42,6 +43,8 @@ export interface JobWorkerOptions {
   handlers: JobHandlers;
   /** Jobs run at once by this worker. Default 1 (training jobs use the whole process). */
   concurrency?: number;
+  /** The worker's name: jobs record it (`processedBy`) and its Redis connections carry it. Default `<host>:<pid>`. */
+  name?: string;
   /**
    * Job lock, ms. The worker renews it every `lockDurationMs / 2` while the handler runs; when a worker
    * dies, its jobs are re-run once the lock expired and a stalled check ran, i.e. within about
@@ -120,6 +123,7 @@ export class JobWorker extends EventEmitter<JobWorkerEvents> {
       connection: this.connection,
       prefix,
       concurrency: options.concurrency ?? 1,
+      name: options.name ?? `${hostname()}:${process.pid}`,
       lockDuration: options.lockDurationMs ?? 60_000,
       stalledInterval: options.stalledIntervalMs ?? 30_000,
       maxStalledCount: options.maxStalledCount ?? 2,

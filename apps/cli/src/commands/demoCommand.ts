@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
+import { progressBar } from '../progressBar.js';
 
 interface DemoFlags extends GlobalOptions {
   redis: string;
@@ -41,16 +42,14 @@ export function demoCommand(): Command {
         task: flags.task,
         workers: flags.workers,
         fullFineTune: flags.fullFineTune,
+        // Status lines reach the person once, through the logger (human lines or JSON, per --log-format).
         logger: log,
-        onEvent: (message) => {
-          if (!flags.json) process.stderr.write(`${message}\n`);
-          log.debug({ event: message });
-        },
+        onProgress: (p) => progressBar(p),
       });
       const human = [
         `mode: ${result.mode}${result.reason ? ` (${result.reason})` : ''}, ${result.seconds.toFixed(0)} s`,
         ...result.reports.map((r) => `\n### (N_a=${r.preset.nAdapter}, α=${r.preset.alpha}, β=${r.preset.beta})\n${r.markdown}`),
-        `\nreport: ${result.reportFile}`,
+        `\nreport: ${result.htmlFile} (and ${result.reportFile})`,
         `plots: ${result.plots.join(', ')}`,
       ].join('\n');
       return { result, human };

@@ -38,7 +38,7 @@ export function frontierCommand(): Command {
     await runCommand('frontier', flags, async (log) => {
       const { initBackend } = await import('@scaleot/backend');
       const { runFrontier, layerImportance } = await import('@scaleot/scaleot');
-      const { scatterChart, layerImportanceChart, htmlReport } = await import('@scaleot/plots');
+      const { frontierChart, layerImportanceChart, htmlReport } = await import('@scaleot/plots');
       await initBackend(flags.backend);
       const workDir = resolve(flags.out);
       const result = await runFrontier({
@@ -56,13 +56,8 @@ export function frontierCommand(): Command {
         onPoint: (p) => log.info({ point: p.label, emulator_fine_tuned: p.emulator_fine_tuned, plug_in: p.plug_in }, `frontier point ${p.label}`),
       });
       const metric = result.points[0]?.metric ?? 'metric';
-      const frontier = scatterChart(
-        `Privacy-utility frontier (${flags.task}, ${metric})`,
-        result.points.map((p) => ({ label: p.label, x: p.emulator_fine_tuned, y: p.plug_in, baseline: p.kind !== 'scaleot' })),
-        `emulator fine-tuned ${metric} (what the data owner gets alone)`,
-        `plug-in ${metric}`,
-      );
-      const importance = layerImportanceChart((await layerImportance(flags.stage1)).blocks);
+      const frontier = await frontierChart(result.points, { title: `Privacy-utility frontier (${flags.task})`, metric, higherIsBetter: result.points[0]?.higherIsBetter });
+      const importance = await layerImportanceChart((await layerImportance(flags.stage1)).blocks);
       const table = [
         `| emulator | blocks | full zero-shot | emulator zero-shot | emulator fine-tuned | plug-in |`,
         `|---|---:|---:|---:|---:|---:|`,
@@ -74,7 +69,7 @@ export function frontierCommand(): Command {
       await atomicWriteFile(
         join(workDir, 'frontier.html'),
         htmlReport(`ScaleOT privacy-utility frontier: ${flags.task}`, [
-          { heading: 'Emulator fine-tuned vs plug-in', text: 'One point per emulator; squares are baselines. A larger gap between plug-in and emulator fine-tuned means more model privacy at the same utility.', svg: frontier },
+          { heading: 'Emulator fine-tuned vs plug-in', text: 'One point per emulator; squares and diamonds are baselines (uniform LayerDrop, the adapter ceiling). The dashed diagonal is no privacy: there the data owner gets from the emulator alone what the plug-in gives. A larger gap between plug-in and emulator fine-tuned means more model privacy at the same utility.', svg: frontier },
           { heading: 'Five numbers per emulator', table },
           { heading: 'Learned layer importance', svg: importance },
         ]),

@@ -96,8 +96,8 @@ export function stage1Command(): Command {
         ...hyper,
       });
       const importance = await layerImportance(r.outDir);
-      await atomicWriteFile(join(r.outDir, 'importance.svg'), layerImportanceChart(importance.blocks));
-      await atomicWriteFile(join(r.outDir, 'trajectories.svg'), scoreTrajectoryChart(importance.trajectories));
+      await atomicWriteFile(join(r.outDir, 'importance.svg'), await layerImportanceChart(importance.blocks));
+      await atomicWriteFile(join(r.outDir, 'trajectories.svg'), await scoreTrajectoryChart(importance.trajectories));
       const table = importance.blocks
         .map((b) => `block ${String(b.index).padStart(2)}  ${b.role.padEnd(7)} ${b.score === null ? '   n/a' : b.score.toFixed(3).padStart(6)}`)
         .join('\n');
