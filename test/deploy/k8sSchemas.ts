@@ -32,8 +32,8 @@ const MODULES: Record<string, string> = {
   'networking.k8s.io/v1/Ingress': 'kubernetes-models/_schemas/IoK8sApiNetworkingV1Ingress',
   'rbac.authorization.k8s.io/v1/Role': 'kubernetes-models/_schemas/IoK8sApiRbacV1Role',
   'rbac.authorization.k8s.io/v1/RoleBinding': 'kubernetes-models/_schemas/IoK8sApiRbacV1RoleBinding',
-  'keda.sh/v1alpha1/ScaledObject': '@kubernetes-models/keda/_schemas/ComGithubKedacoreKedaV2ApisKedaV1alpha1ScaledObject',
-  'monitoring.coreos.com/v1/ServiceMonitor': '@kubernetes-models/prometheus-operator/_schemas/ComGithubPrometheusOperatorPrometheusOperatorPkgApisMonitoringV1ServiceMonitor',
+  'keda.sh/v1alpha1/ScaledObject': '@kubernetes-models/keda/_schemas/KedaShV1alpha1ScaledObject',
+  'monitoring.coreos.com/v1/ServiceMonitor': '@kubernetes-models/prometheus-operator/_schemas/MonitoringCoreosComV1ServiceMonitor',
 };
 
 export const VALIDATED_KINDS = Object.keys(MODULES);
