@@ -1,15 +1,15 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 // The coordinator process: wiring only (the job graph, stage-1 rounds and API logic live in @scaleot/cluster).
 import { initBackend } from '@scaleot/backend';
 import {
-  clusterConfigFromEnv,
+  coordinatorStartup,
   environmentHelp,
+  exitWithProblems,
+  stage1Steps,
   Coordinator,
   QueueJobRunner,
   redisConnectionOf,
   runDistributedStage1,
-  TenantAuth,
   type CoordinatorOptions,
 } from '@scaleot/cluster';
 import { createLogger, isEntryPoint, onShutdownSignals } from '@scaleot/core';
@@ -20,23 +20,11 @@ import { buildServer } from './server.js';
 
 const log = createLogger('coordinator');
 
-/** Optional JSON file (SCALEOT_COORDINATOR_CONFIG) with stage-1, tuning and evaluation settings. */
-interface CoordinatorSettings {
-  stage1?: Record<string, number>;
-  shards?: number;
-  corpus?: string;
-  dataRoot?: string;
-  maxDocuments?: number;
-  tune?: Record<string, number>;
-  eval?: Record<string, number>;
-  fullFineTune?: boolean;
-}
-
 async function main(): Promise<void> {
-  const config = clusterConfigFromEnv();
-  const settings: CoordinatorSettings = process.env.SCALEOT_COORDINATOR_CONFIG ? JSON.parse(readFileSync(process.env.SCALEOT_COORDINATOR_CONFIG, 'utf8')) : {};
-  if (!config.apiTokensFile) throw new Error('SCALEOT_API_TOKENS_FILE is not set: mount the tokens file ({"tenant": "token"}) and point the variable at it');
-  const auth = TenantAuth.fromFile(config.apiTokensFile);
+  // Every setting is checked before anything starts: one line per problem, exit 2, no stack trace.
+  const startup = await coordinatorStartup();
+  if (!startup.ok) exitWithProblems('coordinator', startup.problems);
+  const { config, settings, auth } = startup.value;
   const backend = await initBackend(process.env.SCALEOT_BACKEND);
   log.info({ backend }, `tfjs backend: ${backend}`);
 
@@ -54,7 +42,8 @@ async function main(): Promise<void> {
   metrics.trackQueue(control.queue);
 
   const stage1: CoordinatorOptions['stage1'] = async (modelDir, outDir, onRound) => {
-    const total = settings.stage1?.steps;
+    // The run's own total (the settings' steps or stage 1's default), never the step just taken.
+    const total = stage1Steps(settings);
     await runDistributedStage1({
       modelDir,
       outDir,
@@ -73,7 +62,7 @@ async function main(): Promise<void> {
       logger: log,
       onStep: (entry, timing) => {
         metrics.stage1RoundSeconds.observe(timing.seconds);
-        onRound(entry.step, total ?? entry.step);
+        onRound(entry.step, total);
       },
     });
   };
@@ -84,6 +73,9 @@ async function main(): Promise<void> {
     defaultTuneHyper: settings.tune,
     evalHyper: settings.eval,
     fullFineTune: settings.fullFineTune,
+    stage1AdapterBlocks: settings.stage1?.nAdapter,
+    quotas: { maxActiveRequests: config.maxActiveRequests, maxStorageBytes: config.maxStorageBytes },
+    retentionMs: config.retentionHours * 3600_000,
     logger: log,
   });
   const state = { ready: false, draining: false };
@@ -91,6 +83,7 @@ async function main(): Promise<void> {
     coordinator,
     auth,
     metrics,
+    rateLimit: { perSecond: config.apiRatePerSecond, burst: config.apiRateBurst },
     health: async () => {
       let redis = true;
       try {
@@ -101,7 +94,7 @@ async function main(): Promise<void> {
       return { live: true, ready: state.ready && !state.draining && redis, details: { redis, draining: state.draining, params: publisher.address, results: collector.address } };
     },
   });
-  await server.listen({ port: config.httpPort, host: process.env.SCALEOT_HTTP_HOST || '0.0.0.0' });
+  await server.listen({ port: config.httpPort, host: config.httpHost });
   await coordinator.start();
   state.ready = true;
   const address = server.server.address();
@@ -110,6 +103,7 @@ async function main(): Promise<void> {
   onShutdownSignals(async (signal) => {
     state.draining = true;
     log.info({ signal }, 'draining: no new requests; unfinished work resumes on the next start');
+    coordinator.stop();
     await server.close();
     await runner.close();
     await publisher.close();

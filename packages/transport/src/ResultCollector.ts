@@ -18,6 +18,12 @@ export interface ResultCollectorOptions extends SocketOptions {
   verifyChecksums?: boolean;
   /** Logger. Default `createLogger('transport.collector')`. */
   logger?: Logger;
+  /**
+   * Delivered keys remembered for de-duplication after they were collected. The oldest are forgotten
+   * first, so memory stays bounded over a long run; a duplicate of a forgotten key arrives long after its
+   * round ended and is discarded by its round. Default 100000.
+   */
+  maxRememberedKeys?: number;
 }
 
 export interface ReceivedResult {
@@ -186,6 +192,21 @@ export class ResultCollector {
     }
   }
 
+  /** Keys remembered for de-duplication (bounded by `maxRememberedKeys`). */
+  get rememberedKeys(): number {
+    return this.deliveries.size;
+  }
+
+  private forgetOldest(): void {
+    const max = this.options.maxRememberedKeys ?? 100_000;
+    if (this.deliveries.size <= max) return;
+    for (const key of this.deliveries.keys()) {
+      if (this.deliveries.size <= max) break;
+      // A result not collected yet is still needed; only collected keys are forgotten.
+      if (!this.pending.has(key)) this.deliveries.delete(key);
+    }
+  }
+
   private accept(envelope: Extract<Envelope, { type: 'result' }>, frames: Buffer[], maxMessageBytes: number): Envelope {
     const id = resultKeyString(envelope.key);
     const seen = this.deliveries.get(id) ?? 0;
@@ -198,6 +219,7 @@ export class ResultCollector {
       }
       const tensors = decodeTensorSet(frames, { maxMessageBytes, verifyChecksums: this.options.verifyChecksums ?? true });
       this.deliveries.set(id, 1);
+      this.forgetOldest();
       const result: ReceivedResult = { key: envelope.key, tensors, deliveries: 1 };
       if (envelope.meta !== undefined) result.meta = envelope.meta;
       this.pending.set(id, result);
