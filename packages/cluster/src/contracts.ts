@@ -60,15 +60,15 @@ export function checkContract<T>(schema: Schema<T>, value: unknown, what: string
  * are BAD_SETTINGS naming the file's variable and the field. The message never echoes the file's content.
  */
 export function readSettingsFile<T>(schema: Schema<T>, file: string, variable: string): T {
-  if (!existsSync(file)) throw new ClusterError('BAD_SETTINGS', `${variable} names ${file}, which does not exist`, { where: variable });
+  if (!existsSync(file)) throw new ClusterError('BAD_SETTINGS', `${file} does not exist`, { where: variable });
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (cause) {
-    throw new ClusterError('BAD_SETTINGS', `${variable} (${file}) is not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}`, { where: variable, cause });
+    throw new ClusterError('BAD_SETTINGS', `${file} is not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}`, { where: variable, cause });
   }
   const issues = contractIssues(schema as Schema<unknown>, parsed);
-  if (issues.length > 0) throw new ClusterError('BAD_SETTINGS', `${variable} (${file}): ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { where: variable });
+  if (issues.length > 0) throw new ClusterError('BAD_SETTINGS', `${file}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { where: variable });
   return parsed as T;
 }
 
