@@ -24,14 +24,15 @@ async function main(): Promise<void> {
   // Every setting is checked before anything starts: one line per problem, exit 2, no stack trace.
   const startup = await coordinatorStartup();
   if (!startup.ok) exitWithProblems('coordinator', startup.problems);
-  const { config, settings, auth } = startup.value;
+  const { config, settings, auth, curveClientKeys } = startup.value;
   const backend = await initBackend(process.env.SCALEOT_BACKEND);
   log.info({ backend }, `tfjs backend: ${backend}`);
 
   const connection = redisConnectionOf(config);
   const queue = new JobQueue({ connection, prefix: config.queuePrefix });
   const runner = new QueueJobRunner(queue, connection);
-  const curve = config.curvePublicKey && config.curveSecretKey ? { publicKey: config.curvePublicKey, secretKey: config.curveSecretKey } : undefined;
+  // With SCALEOT_CURVE_CLIENT_KEYS_FILE only the listed worker keys complete the handshake (ZAP).
+  const curve = config.curvePublicKey && config.curveSecretKey ? { publicKey: config.curvePublicKey, secretKey: config.curveSecretKey, allowedClientKeys: curveClientKeys } : undefined;
   const publisher = await ParameterPublisher.open({ bind: `tcp://0.0.0.0:${config.paramsPort}`, curve, logger: log });
   const collector = await ResultCollector.open({ bind: `tcp://0.0.0.0:${config.resultsPort}`, curve, logger: log });
   const advertise = process.env.SCALEOT_COORDINATOR_HOST || '127.0.0.1';

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { ClusterConfig } from './clusterConfig.js';
 import { clusterConfigFromEnv } from './clusterConfig.js';
@@ -39,7 +39,7 @@ async function checkRedis(config: ClusterConfig, problems: string[]): Promise<vo
 }
 
 /** The coordinator's settings, all checked: environment, tokens file, storage, settings file, ports, Redis. */
-export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): Promise<StartupResult<{ config: ClusterConfig; settings: CoordinatorSettings; auth: TenantAuth }>> {
+export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): Promise<StartupResult<{ config: ClusterConfig; settings: CoordinatorSettings; auth: TenantAuth; curveClientKeys?: string[] }>> {
   const problems: string[] = [];
   let config: ClusterConfig;
   try {
@@ -67,6 +67,17 @@ export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): 
       problems.push(message(error));
     }
   }
+  let curveClientKeys: string[] | undefined;
+  if (config.curveClientKeysFile) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(config.curveClientKeysFile, 'utf8'));
+      if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((k) => typeof k === 'string' && /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/.test(k))) {
+        problems.push(`SCALEOT_CURVE_CLIENT_KEYS_FILE: ${config.curveClientKeysFile} must hold a non-empty JSON list of 40-character Z85 CURVE public keys`);
+      } else curveClientKeys = parsed as string[];
+    } catch (error) {
+      problems.push(`SCALEOT_CURVE_CLIENT_KEYS_FILE: ${config.curveClientKeysFile} cannot be read as JSON (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`);
+    }
+  }
   if (config.curveClientKeysFile && !config.curvePublicKey) problems.push('SCALEOT_CURVE_CLIENT_KEYS_FILE is set but CURVE is off: set SCALEOT_CURVE_SERVER_PUBLIC_KEY and SCALEOT_CURVE_SERVER_SECRET_KEY too');
   if (config.curvePublicKey && !config.curveSecretKey) problems.push('SCALEOT_CURVE_SERVER_PUBLIC_KEY is set without SCALEOT_CURVE_SERVER_SECRET_KEY');
   const ports: [string, number][] = [
@@ -80,7 +91,7 @@ export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): 
     if (port !== 0 && !(await portFree(port, name === 'SCALEOT_HTTP_PORT' ? config.httpHost : '0.0.0.0'))) problems.push(`${name}: port ${port} is in use (another coordinator on this host?); stop it or choose another port`);
   }
   await checkRedis(config, problems);
-  return problems.length ? { ok: false, problems } : { ok: true, value: { config, settings, auth: auth! } };
+  return problems.length ? { ok: false, problems } : { ok: true, value: { config, settings, auth: auth!, curveClientKeys } };
 }
 
 /** A worker's settings: environment, storage, metrics port (a second worker on a host needs its own or 0), Redis. */

@@ -1,6 +1,6 @@
 import type * as zmq from 'zeromq';
 import { createLogger, type Logger } from '@scaleot/core';
-import type { CurveServerOptions } from './curve.js';
+import { curveServerReady, releaseCurveServer, type CurveServerOptions } from './curve.js';
 import { decodeEnvelope, encodeEnvelope, resultKeyString, type Envelope, type ResultKey } from './envelope.js';
 import { SerialSender } from './SerialSender.js';
 import { bindableAddress, routerServer, resolvedMaxMessageBytes, type SocketOptions } from './SocketOptions.js';
@@ -73,6 +73,7 @@ export class ResultCollector {
   /** Binds and starts receiving. */
   static async open(options: ResultCollectorOptions = {}): Promise<ResultCollector> {
     const collector = new ResultCollector(options);
+    await curveServerReady();
     await collector.socket.bind(bindableAddress(options.bind ?? 'tcp://127.0.0.1:0'));
     collector.boundAddress = collector.socket.lastEndpoint ?? '';
     collector.loop = collector.receiveLoop();
@@ -158,6 +159,7 @@ export class ResultCollector {
     for (const wake of [...this.waiters]) wake();
     await this.sender.drain();
     this.socket.close();
+    releaseCurveServer(this.socket);
     await this.loop?.catch(() => undefined);
   }
 
