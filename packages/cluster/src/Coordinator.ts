@@ -142,8 +142,11 @@ export class Coordinator {
       if (!existsSync(dir)) continue;
       for (const id of await readdir(dir)) {
         const request = await this.load(tenant, id).catch(() => undefined);
-        if (request && ['queued', 'stage1', 'building-emulator', 'tuning'].includes(request.status)) this.spawn(request, () => this.prepare(request));
-        if (request && ['plugging-in', 'evaluating'].includes(request.status)) this.spawn(request, () => this.finish(request));
+        if (!request) continue;
+        // Managed requests move on by themselves from emulator-ready and adapter-ready too: a coordinator
+        // that died between two steps must not leave them there.
+        if (['queued', 'stage1', 'building-emulator', 'tuning'].includes(request.status) || (request.managedTuning && request.status === 'emulator-ready')) this.spawn(request, () => this.prepare(request));
+        else if (['plugging-in', 'evaluating'].includes(request.status) || (request.managedTuning && request.status === 'adapter-ready')) this.spawn(request, () => this.finish(request));
       }
     }
   }
