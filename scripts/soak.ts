@@ -146,6 +146,7 @@ async function main(): Promise<void> {
   };
   const fuzz = { http: { requests: 0, fiveXx: 0, networkErrors: 0, statuses: {} as Record<string, number> }, upload: { uploads: 0, fiveXx: 0, statuses: {} as Record<string, number>, stagingLeft: 0 }, wire: { messages: 0 } };
   let fuzzDone = false;
+  let fuzzRun: Promise<void> | undefined;
 
   const poll = async (): Promise<number> => {
     let done = 0;
@@ -175,7 +176,8 @@ async function main(): Promise<void> {
 
   const plan = [
     { when: 0.1, act: async () => { workers[0].child.kill('SIGKILL'); await workers[0].exited; fault('kill -9 worker-1'); workers[0] = await start('worker', 'worker-1'); } },
-    { when: 0.25, act: async () => { await runFuzz(); } },
+    // The fuzz runs beside the load (not awaited here), so completion times keep being recorded.
+    { when: 0.25, act: async () => { fuzzRun = runFuzz(); } },
     { when: 0.35, act: async () => { workers[1].child.kill('SIGKILL'); await workers[1].exited; fault('kill -9 worker-2'); workers[1] = await start('worker', 'worker-2'); } },
     { when: 0.5, act: async () => { coordinator.child.kill('SIGKILL'); await coordinator.exited; fault('kill -9 coordinator'); coordinator = await start('coordinator', 'coordinator'); } },
     { when: 0.7, act: async () => { redis.kill('SIGKILL'); await new Promise((r) => redis.once('exit', r)); fault('kill -9 redis'); await new Promise((r) => setTimeout(r, 1000)); await startRedis(); fault('redis restarted from its AOF'); } },
@@ -268,6 +270,7 @@ async function main(): Promise<void> {
     if (Date.now() - started > 10_000 && (Date.now() - started) % 30_000 < 1000) say(`${done}/${N} done`);
   }
   while (step < plan.length) await plan[step++].act();
+  await fuzzRun;
   if (!fuzzDone) await runFuzz();
   await poll();
 
