@@ -221,10 +221,10 @@ export class ResultCollector {
       }
       const tensors = decodeTensorSet(frames, { maxMessageBytes, verifyChecksums: this.options.verifyChecksums ?? true });
       this.deliveries.set(id, 1);
-      this.forgetOldest();
       const result: ReceivedResult = { key: envelope.key, tensors, deliveries: 1 };
       if (envelope.meta !== undefined) result.meta = envelope.meta;
       this.pending.set(id, result);
+      this.forgetOldest();
       return { v: 1, type: 'ack', id: envelope.id, attempt: envelope.attempt, duplicate: false };
     } catch (error) {
       const code = error instanceof TransportError ? error.code : 'BAD_FRAME';
