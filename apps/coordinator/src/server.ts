@@ -16,6 +16,7 @@ import {
 } from '@scaleot/cluster';
 import type { ScaleotMetrics } from '@scaleot/metrics';
 import { renderMetrics, type HealthCheck } from '@scaleot/metrics';
+import { privacyPresetSchema } from '@scaleot/queue';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 
 export interface ServerOptions {
@@ -46,7 +47,7 @@ const requestSchema = {
     id: { type: 'string' },
     tenant: { type: 'string' },
     baseModel: { type: 'string' },
-    preset: createRequestSchema.json.properties ? (createRequestSchema.json.properties as Record<string, object>).preset : {},
+    preset: privacyPresetSchema.json,
     task: { type: 'string' },
     managedTuning: { type: 'boolean' },
     status: { type: 'string', enum: ['queued', 'stage1', 'building-emulator', 'emulator-ready', 'tuning', 'adapter-ready', 'plugging-in', 'evaluating', 'done', 'failed', 'cancelled'] },
