@@ -1,17 +1,17 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 // The coordinator process: wiring only (the job graph, stage-1 rounds and API logic live in @scaleot/cluster).
 import { initBackend } from '@scaleot/backend';
 import {
-  clusterConfigFromEnv,
+  coordinatorStartup,
   environmentHelp,
+  exitWithProblems,
+  stage1Steps,
   Coordinator,
   QueueJobRunner,
   redisConnectionOf,
   Stage1Monitor,
   runDistributedStage1,
-  TenantAuth,
   type CoordinatorOptions,
 } from '@scaleot/cluster';
 import { createLogger, isEntryPoint, onShutdownSignals } from '@scaleot/core';
@@ -24,23 +24,11 @@ import { operatorAuthFromEnv, registerDashboard } from './dashboard.js';
 
 const log = createLogger('coordinator');
 
-/** Optional JSON file (SCALEOT_COORDINATOR_CONFIG) with stage-1, tuning and evaluation settings. */
-interface CoordinatorSettings {
-  stage1?: Record<string, number>;
-  shards?: number;
-  corpus?: string;
-  dataRoot?: string;
-  maxDocuments?: number;
-  tune?: Record<string, number>;
-  eval?: Record<string, number>;
-  fullFineTune?: boolean;
-}
-
 async function main(): Promise<void> {
-  const config = clusterConfigFromEnv();
-  const settings: CoordinatorSettings = process.env.SCALEOT_COORDINATOR_CONFIG ? JSON.parse(readFileSync(process.env.SCALEOT_COORDINATOR_CONFIG, 'utf8')) : {};
-  if (!config.apiTokensFile) throw new Error('SCALEOT_API_TOKENS_FILE is not set: mount the tokens file ({"tenant": "token"}) and point the variable at it');
-  const auth = TenantAuth.fromFile(config.apiTokensFile);
+  // Every setting is checked before anything starts: one line per problem, exit 2, no stack trace.
+  const startup = await coordinatorStartup();
+  if (!startup.ok) exitWithProblems('coordinator', startup.problems);
+  const { config, settings, auth, curveClientKeys } = startup.value;
   const backend = await initBackend(process.env.SCALEOT_BACKEND);
   log.info({ backend }, `tfjs backend: ${backend}`);
 
@@ -49,7 +37,8 @@ async function main(): Promise<void> {
   const router = new JobRouter(config.jobRoutes, { connection, prefix: config.queuePrefix });
   const queue = router.queueFor('stage1.shard');
   const runner = new QueueJobRunner(router, connection);
-  const curve = config.curvePublicKey && config.curveSecretKey ? { publicKey: config.curvePublicKey, secretKey: config.curveSecretKey } : undefined;
+  // With SCALEOT_CURVE_CLIENT_KEYS_FILE only the listed worker keys complete the handshake (ZAP).
+  const curve = config.curvePublicKey && config.curveSecretKey ? { publicKey: config.curvePublicKey, secretKey: config.curveSecretKey, allowedClientKeys: curveClientKeys } : undefined;
   const publisher = await ParameterPublisher.open({ bind: `tcp://0.0.0.0:${config.paramsPort}`, curve, logger: log });
   const collector = await ResultCollector.open({ bind: `tcp://0.0.0.0:${config.resultsPort}`, curve, logger: log });
   const advertise = process.env.SCALEOT_COORDINATOR_HOST || '127.0.0.1';
@@ -62,7 +51,8 @@ async function main(): Promise<void> {
 
   const stage1Monitor = new Stage1Monitor(config.storageDir);
   const stage1: CoordinatorOptions['stage1'] = async (modelDir, outDir, onRound) => {
-    const total = settings.stage1?.steps;
+    // The run's own total (the settings' steps or stage 1's default), never the step just taken.
+    const total = stage1Steps(settings);
     await runDistributedStage1({
       modelDir,
       outDir,
@@ -83,7 +73,7 @@ async function main(): Promise<void> {
       onStep: (entry, timing) => {
         metrics.stage1RoundSeconds.observe(timing.seconds);
         stage1Monitor.record(basename(modelDir), entry, total);
-        onRound(entry.step, total ?? entry.step);
+        onRound(entry.step, total);
       },
     });
   };
@@ -94,6 +84,9 @@ async function main(): Promise<void> {
     defaultTuneHyper: settings.tune,
     evalHyper: settings.eval,
     fullFineTune: settings.fullFineTune,
+    stage1AdapterBlocks: settings.stage1?.nAdapter,
+    quotas: { maxActiveRequests: config.maxActiveRequests, maxStorageBytes: config.maxStorageBytes },
+    retentionMs: config.retentionHours * 3600_000,
     logger: log,
   });
   const state = { ready: false, draining: false };
@@ -108,9 +101,9 @@ async function main(): Promise<void> {
   };
   // SCALEOT_METRICS_PORT set (images, chart): /metrics on its own port, none on the API port.
   const metricsServer = process.env.SCALEOT_METRICS_PORT ? await startMetricsServer({ port: config.metricsPort, registry: metrics.registry, health }) : undefined;
-  const server = await buildServer({ coordinator, auth, metrics, health, serveMetrics: !metricsServer });
+  const server = await buildServer({ coordinator, auth, metrics, health, serveMetrics: !metricsServer, rateLimit: { perSecond: config.apiRatePerSecond, burst: config.apiRateBurst } });
   await registerDashboard(server, { coordinator, auth, operatorAuth: operatorAuthFromEnv(), storageDir: config.storageDir, queues: [...router.queues.map((q) => q.queue), control.queue], stage1: stage1Monitor, dataRoot: settings.dataRoot, evalHyper: settings.eval, defaultTuneHyper: settings.tune });
-  await server.listen({ port: config.httpPort, host: process.env.SCALEOT_HTTP_HOST || '0.0.0.0' });
+  await server.listen({ port: config.httpPort, host: config.httpHost });
   await coordinator.start();
   state.ready = true;
   const address = server.server.address();
@@ -119,6 +112,7 @@ async function main(): Promise<void> {
   onShutdownSignals(async (signal) => {
     state.draining = true;
     log.info({ signal }, 'draining: no new requests; unfinished work resumes on the next start');
+    coordinator.stop();
     await server.close();
     await runner.close();
     await publisher.close();

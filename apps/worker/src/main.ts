@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // The worker process: wiring only (the handlers live in @scaleot/cluster).
 import { initBackend } from '@scaleot/backend';
-import { ClusterWorker, clusterConfigFromEnv, environmentHelp } from '@scaleot/cluster';
+import { ClusterWorker, environmentHelp, exitWithProblems, workerStartup } from '@scaleot/cluster';
 import { createLogger, isEntryPoint, onShutdownSignals } from '@scaleot/core';
 
 const log = createLogger('worker');
 
 async function main(): Promise<void> {
-  const config = clusterConfigFromEnv();
+  // Every setting is checked before anything starts: one line per problem, exit 2, no stack trace.
+  const startup = await workerStartup();
+  if (!startup.ok) exitWithProblems('worker', startup.problems);
+  const config = startup.value;
   const backend = await initBackend(process.env.SCALEOT_BACKEND);
   log.info({ backend }, `tfjs backend: ${backend}`);
   const worker = await ClusterWorker.start({ config, queueNames: config.queueNames, logger: log });

@@ -57,7 +57,9 @@ export class ClusterWorker {
     const runtime = new Stage1WorkerRuntime({
       storageDir: config.storageDir,
       defaultParamsAddress: `tcp://${config.coordinatorHost}:${config.paramsPort}`,
-      curve: config.curvePublicKey ? { serverPublicKey: config.curvePublicKey } : undefined,
+      curve: config.curvePublicKey
+        ? { serverPublicKey: config.curvePublicKey, ...(config.curveClientPublicKey && config.curveClientSecretKey ? { publicKey: config.curveClientPublicKey, secretKey: config.curveClientSecretKey } : {}) }
+        : undefined,
       sender: options.sender,
       models,
       onTransfer: (direction, bytes) => metrics.transferBytes.inc({ direction }, bytes),

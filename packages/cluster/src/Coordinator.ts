@@ -1,17 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { atomicWriteFile, atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import { isBuiltinTask } from '@scaleot/data';
-import { readAdapter, writeArtifactDir, type TrainHyperParameters } from '@scaleot/offsite';
-import { STAGE1_MANIFEST } from '@scaleot/scaleot';
+import { emulatorFingerprint, readAdapter, readManifest, writeArtifactDir, type TrainHyperParameters } from '@scaleot/offsite';
+import { trainHyperSchema } from '@scaleot/queue';
+import { DEFAULT_STAGE1, STAGE1_MANIFEST } from '@scaleot/scaleot';
 import { ClusterError } from './ClusterError.js';
+import { checkContract, contractIssues, createRequestSchema, NAME_PATTERN } from './contracts.js';
 import type { JobRunner } from './JobRunner.js';
 import type { EvaluateJobResult } from './pipelineHandlers.js';
 
-const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const ID = NAME_PATTERN;
 
 /** Privacy preset of an emulator: N_a adapter blocks, α replaced fraction, β rank removed (method §3). */
 export interface PrivacyPreset {
@@ -30,7 +32,8 @@ export type RequestStatus =
   | 'plugging-in'
   | 'evaluating'
   | 'done'
-  | 'failed';
+  | 'failed'
+  | 'cancelled';
 
 export interface FiveNumbers {
   task: string;
@@ -81,8 +84,24 @@ export interface CoordinatorOptions {
   defaultTuneHyper?: Partial<TrainHyperParameters>;
   /** Run the full fine-tuning baseline (the report's fifth number). Default true. */
   fullFineTune?: boolean;
+  /** N_a stage 1 runs with when a base model has no stage-1 artifacts yet. Default DEFAULT_STAGE1.nAdapter (4). */
+  stage1AdapterBlocks?: number;
+  /** Per-tenant limits. */
+  quotas?: TenantQuotas;
+  /** Finished (done, failed) requests are deleted this long after their last update. Default 7 days; 0 = keep forever. */
+  retentionMs?: number;
   logger?: Logger;
 }
+
+export interface TenantQuotas {
+  /** Requests of one tenant not yet done, failed or cancelled. Default 16. */
+  maxActiveRequests?: number;
+  /** Bytes one tenant may hold in storage (requests, artifacts, uploads). Default 20 GiB. */
+  maxStorageBytes?: number;
+}
+
+const ACTIVE: RequestStatus[] = ['queued', 'stage1', 'building-emulator', 'emulator-ready', 'tuning', 'adapter-ready', 'plugging-in', 'evaluating'];
+const FINISHED: RequestStatus[] = ['done', 'failed'];
 
 /**
  * The coordinator's job graph per tuning request: stage 1 of the base model (once per model, shared by
@@ -94,6 +113,9 @@ export class Coordinator {
   private readonly events = new EventEmitter();
   private readonly stage1Runs = new Map<string, Promise<string>>();
   private readonly active = new Map<string, Promise<void>>();
+  /** Requests being cancelled: their pipeline stops at its next step and writes nothing more. */
+  private readonly cancelling = new Set<string>();
+  private retentionTimer?: NodeJS.Timeout;
   private readonly log: Logger;
 
   constructor(private readonly options: CoordinatorOptions) {
@@ -107,6 +129,12 @@ export class Coordinator {
 
   /** Resumes requests a previous coordinator left unfinished. */
   async start(): Promise<void> {
+    const retention = this.options.retentionMs ?? 7 * 24 * 3600_000;
+    if (retention > 0 && !this.retentionTimer) {
+      await this.sweepRetention();
+      this.retentionTimer = setInterval(() => void this.sweepRetention().catch((err: unknown) => this.log.warn({ err }, 'retention sweep failed')), Math.min(retention, 3600_000));
+      this.retentionTimer.unref();
+    }
     const root = join(this.options.storageDir, 'tenants');
     if (!existsSync(root)) return;
     for (const tenant of await readdir(root)) {
@@ -114,29 +142,33 @@ export class Coordinator {
       if (!existsSync(dir)) continue;
       for (const id of await readdir(dir)) {
         const request = await this.load(tenant, id).catch(() => undefined);
-        if (request && ['queued', 'stage1', 'building-emulator', 'tuning'].includes(request.status)) this.spawn(request, () => this.prepare(request));
-        if (request && ['plugging-in', 'evaluating'].includes(request.status)) this.spawn(request, () => this.finish(request));
+        if (!request) continue;
+        // Managed requests move on by themselves from emulator-ready and adapter-ready too: a coordinator
+        // that died between two steps must not leave them there.
+        if (['queued', 'stage1', 'building-emulator', 'tuning'].includes(request.status) || (request.managedTuning && request.status === 'emulator-ready')) this.spawn(request, () => this.prepare(request));
+        else if (['plugging-in', 'evaluating'].includes(request.status) || (request.managedTuning && request.status === 'adapter-ready')) this.spawn(request, () => this.finish(request));
       }
     }
   }
 
   async createRequest(tenant: string, body: CreateRequestBody): Promise<TuningRequest> {
-    const problems: string[] = [];
-    if (typeof body?.baseModel !== 'string' || !ID.test(body.baseModel)) problems.push('baseModel must be a model name (letters, digits, . _ -)');
-    else if (!existsSync(join(this.modelsDir, body.baseModel, 'config.json'))) problems.push(`no base model "${body.baseModel}" in storage`);
-    const p = body?.preset;
-    if (!p || !Number.isInteger(p.nAdapter) || p.nAdapter < 0 || !(p.alpha >= 0 && p.alpha < 1) || !(p.beta >= 0 && p.beta < 1)) problems.push('preset must be {nAdapter: integer ≥ 0, alpha: [0, 1), beta: [0, 1)}');
-    if (typeof body?.task !== 'string' || !isBuiltinTask(body.task)) problems.push('task must be the name of a built-in task (e.g. "moby")');
-    if (problems.length) throw new ClusterError('BAD_REQUEST', problems.join('; '), { where: 'tuning request' });
+    // The API's route schema already refused these; callers from code get the same contract.
+    const valid = checkContract(createRequestSchema, body, 'tuning request');
+    const p = valid.preset;
+    await this.checkFeasible(valid);
+    const active = (await this.listRequests(tenant)).filter((r) => ACTIVE.includes(r.status)).length;
+    const maxActive = this.options.quotas?.maxActiveRequests ?? 16;
+    if (active >= maxActive) throw new ClusterError('QUOTA_EXCEEDED', `this data owner has ${active} unfinished requests, the most allowed at once is ${maxActive}; wait for one to finish or cancel one (DELETE /v1/requests/:id)`, { where: 'tenant quota' });
+    await this.checkStorageQuota(tenant, 0);
     const now = new Date().toISOString();
     const request: TuningRequest = {
       id: `req-${randomBytes(8).toString('hex')}`,
       tenant,
-      baseModel: body.baseModel,
+      baseModel: valid.baseModel,
       preset: { nAdapter: p.nAdapter, alpha: p.alpha, beta: p.beta },
-      task: body.task,
-      managedTuning: body.managedTuning ?? false,
-      tuneHyper: { ...this.options.defaultTuneHyper, ...body.tuneHyper },
+      task: valid.task,
+      managedTuning: valid.managedTuning ?? false,
+      tuneHyper: { ...this.options.defaultTuneHyper, ...valid.tuneHyper } as Partial<TrainHyperParameters>,
       status: 'queued',
       progress: { phase: 'queued' },
       createdAt: now,
@@ -146,6 +178,102 @@ export class Coordinator {
     await this.save(request);
     this.spawn(request, () => this.prepare(request));
     return request;
+  }
+
+  /**
+   * Everything that would make the request fail later, refused now with UNPROCESSABLE naming the field:
+   * the base model and the task exist, N_a leaves middle blocks in the model and covers stage 1's
+   * adapter blocks (its harmonizers exist for the middle blocks only), the merged training schedule holds.
+   */
+  private async checkFeasible(body: { baseModel: string; task: string; preset: PrivacyPreset; tuneHyper?: object }): Promise<void> {
+    const configPath = join(this.modelsDir, body.baseModel, 'config.json');
+    if (!existsSync(configPath)) throw new ClusterError('UNPROCESSABLE', `no base model "${body.baseModel}" in the cluster's storage`, { where: 'baseModel' });
+    if (!isBuiltinTask(body.task)) throw new ClusterError('UNPROCESSABLE', `"${body.task}" is not a built-in task`, { where: 'task' });
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as { n_layer?: number; num_hidden_layers?: number };
+    const nLayer = config.n_layer ?? config.num_hidden_layers;
+    const nAdapter = body.preset.nAdapter;
+    if (typeof nLayer === 'number' && nAdapter >= nLayer) {
+      throw new ClusterError('UNPROCESSABLE', `N_a=${nAdapter} leaves no middle block in ${body.baseModel} (${nLayer} blocks); choose 1 ≤ N_a ≤ ${nLayer - 1}`, { where: 'preset.nAdapter' });
+    }
+    const stage1N = await this.stage1AdapterBlocks(body.baseModel);
+    if (nAdapter < stage1N) {
+      throw new ClusterError('UNPROCESSABLE', `stage 1 of ${body.baseModel} trained harmonizers for the middle blocks of N_a=${stage1N}; choose N_a ≥ ${stage1N}`, { where: 'preset.nAdapter' });
+    }
+    const merged = { ...this.options.defaultTuneHyper, ...body.tuneHyper };
+    const issues = contractIssues(trainHyperSchema, merged);
+    if (issues.length > 0) throw new ClusterError('UNPROCESSABLE', `with the cluster's defaults, tuneHyper.${issues[0].path} ${issues[0].message}`, { where: `tuneHyper.${issues[0].path}` });
+  }
+
+  /** N_a of the base model's stage 1: its artifacts' layout, or what it will run with. */
+  private async stage1AdapterBlocks(baseModel: string): Promise<number> {
+    const manifest = join(this.options.storageDir, 'stage1', baseModel, STAGE1_MANIFEST);
+    if (existsSync(manifest)) {
+      const parsed = JSON.parse(await readFile(manifest, 'utf8')) as { layout?: { nAdapter?: number } };
+      if (typeof parsed.layout?.nAdapter === 'number') return parsed.layout.nAdapter;
+    }
+    return this.options.stage1AdapterBlocks ?? DEFAULT_STAGE1.nAdapter;
+  }
+
+  /** Bytes a tenant holds in storage. */
+  async storageBytes(tenant: string): Promise<number> {
+    return directoryBytes(this.tenantDir(tenant));
+  }
+
+  private async checkStorageQuota(tenant: string, adding: number): Promise<void> {
+    const max = this.options.quotas?.maxStorageBytes ?? 20 * 2 ** 30;
+    const used = await this.storageBytes(tenant);
+    if (used + adding > max) {
+      throw new ClusterError('QUOTA_EXCEEDED', `this data owner holds ${used} bytes; ${adding > 0 ? `${adding} more ` : ''}would pass the ${max}-byte storage quota; delete finished requests (DELETE /v1/requests/:id)`, { where: 'tenant quota' });
+    }
+  }
+
+  /**
+   * Cancels a request (any status): its queued jobs are removed, running ones signalled, its pipeline
+   * stops, and its storage is freed. The request is gone afterwards (404).
+   */
+  async cancelRequest(tenant: string, id: string): Promise<{ id: string; status: 'cancelled'; previousStatus: RequestStatus; removedJobs: number; signalledJobs: number; freedBytes: number }> {
+    const request = await this.getRequest(tenant, id);
+    const key = `${tenant}/${id}`;
+    this.cancelling.add(key);
+    try {
+      const jobs = await this.options.runner.cancelGroup(id);
+      const running = this.active.get(key);
+      if (running) await Promise.race([running, new Promise((r) => setTimeout(r, 5000).unref())]);
+      const dir = this.requestDir(tenant, id);
+      const freedBytes = await directoryBytes(dir);
+      await rm(dir, { recursive: true, force: true });
+      this.events.emit(key, { ...request, status: 'cancelled', progress: { phase: 'cancelled' } });
+      this.log.info({ request: id, tenant, ...jobs, freedBytes }, 'request cancelled');
+      return { id, status: 'cancelled', previousStatus: request.status, removedJobs: jobs.removed, signalledJobs: jobs.signalled, freedBytes };
+    } finally {
+      // The pipeline may still be unwinding; it finds the mark and writes nothing.
+      setTimeout(() => this.cancelling.delete(key), 60_000).unref();
+    }
+  }
+
+  /** Deletes finished requests last updated before `now - retentionMs`; returns their ids. */
+  async sweepRetention(now = Date.now()): Promise<string[]> {
+    const retention = this.options.retentionMs ?? 7 * 24 * 3600_000;
+    if (retention <= 0) return [];
+    const root = join(this.options.storageDir, 'tenants');
+    if (!existsSync(root)) return [];
+    const removed: string[] = [];
+    for (const tenant of await readdir(root)) {
+      for (const request of await this.listRequests(tenant).catch(() => [])) {
+        if (FINISHED.includes(request.status) && now - Date.parse(request.updatedAt) > retention) {
+          await rm(this.requestDir(tenant, request.id), { recursive: true, force: true });
+          removed.push(request.id);
+        }
+      }
+    }
+    if (removed.length) this.log.info({ removed: removed.length }, 'retention: finished requests deleted');
+    return removed;
+  }
+
+  /** Stops the retention timer. */
+  stop(): void {
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    this.retentionTimer = undefined;
   }
 
   /** The request, if it belongs to `tenant`; otherwise NOT_FOUND (never revealing that it exists). */
@@ -188,32 +316,67 @@ export class Coordinator {
     return out;
   }
 
-  /** Stores the data owner's tuned adapter (validated before it replaces anything). */
+  /**
+   * Stores the data owner's tuned adapter, validated before it replaces anything: a well-formed adapter
+   * artifact, tuned on this request's emulator (the emulator fingerprint in its manifest), within the
+   * tenant's storage quota. The staging directory is removed on every outcome.
+   */
   async uploadAdapter(tenant: string, id: string, files: { name: string; data: Buffer }[]): Promise<TuningRequest> {
     const request = await this.getRequest(tenant, id);
     if (!['emulator-ready', 'adapter-ready', 'done', 'failed'].includes(request.status) || !request.artifacts.emulator) {
       throw new ClusterError('CONFLICT', `request ${id} is ${request.status}; upload an adapter once its emulator is ready`, { where: id });
     }
-    for (const f of files) if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(f.name)) throw new ClusterError('BAD_REQUEST', `file name "${f.name}" is not allowed`, { where: 'upload' });
-    const staging = join(this.requestDir(tenant, id), `upload-${randomBytes(4).toString('hex')}`);
-    await writeArtifactDir(staging, files.map((f) => ({ name: f.name, chunks: [f.data] })));
-    try {
-      await readAdapter(staging);
-    } catch (cause) {
-      await writeArtifactDir(staging, [], { overwrite: true }).catch(() => undefined);
-      throw new ClusterError('BAD_REQUEST', `the upload is not a valid adapter artifact: ${cause instanceof Error ? cause.message : String(cause)}`, { where: 'upload', cause });
+    const seen = new Set<string>();
+    for (const f of files) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(f.name)) throw new ClusterError('BAD_UPLOAD', 'a file name in the archive is not allowed (letters, digits and . _ -, no directories)', { where: 'upload' });
+      if (seen.has(f.name)) throw new ClusterError('BAD_UPLOAD', `the archive holds "${f.name}" twice`, { where: 'upload' });
+      seen.add(f.name);
     }
-    const adapterDir = join(this.requestDir(tenant, id), 'adapter');
-    await writeArtifactDir(adapterDir, files.map((f) => ({ name: f.name, chunks: [f.data] })), { overwrite: true });
-    await writeArtifactDir(staging, [], { overwrite: true }).catch(() => undefined);
-    request.artifacts.adapter = adapterDir;
-    return this.update(request, { status: 'adapter-ready', progress: { phase: 'adapter-ready', detail: 'uploaded' } });
+    await this.checkStorageQuota(tenant, files.reduce((n, f) => n + f.data.length, 0));
+    const staging = join(this.requestDir(tenant, id), `upload-${randomBytes(4).toString('hex')}`);
+    try {
+      await writeArtifactDir(staging, files.map((f) => ({ name: f.name, chunks: [f.data] })));
+      let adapter: Awaited<ReturnType<typeof readAdapter>>;
+      try {
+        adapter = await readAdapter(staging);
+      } catch (cause) {
+        // The cause names files in the staging directory; the client sees file names only.
+        // Quoted values come from the upload itself and are not echoed (constants such as "scaleot.adapter" are kept).
+        const reason = (cause instanceof Error ? cause.message : String(cause))
+          .split(`${staging}/`).join('').split(staging).join('upload')
+          .replace(/"[^"]*"/g, (quoted) => (/^"[a-z0-9._]{1,40}"$/.test(quoted) ? quoted : '(value not shown)'));
+        throw new ClusterError('BAD_UPLOAD', `not a valid adapter artifact: ${reason.slice(0, 400)}`, { where: 'upload', cause });
+      }
+      const emulator = await readManifest(request.artifacts.emulator, 'scaleot.emulator');
+      const expected = emulatorFingerprint(emulator);
+      const got = (adapter.manifest.parameters.emulator as { sha256?: unknown } | undefined)?.sha256;
+      if (got !== expected) {
+        throw new ClusterError(
+          'ADAPTER_PROVENANCE_MISMATCH',
+          got === undefined ? `the adapter's manifest does not say which emulator it was tuned on; tune it on this request's emulator (GET /v1/requests/${id}/emulator.tar)` : `the adapter was tuned on another emulator than this request's; tune it on GET /v1/requests/${id}/emulator.tar`,
+          { where: 'adapter.json' },
+        );
+      }
+      const adapterDir = join(this.requestDir(tenant, id), 'adapter');
+      await writeArtifactDir(adapterDir, files.map((f) => ({ name: f.name, chunks: [f.data] })), { overwrite: true });
+      request.artifacts.adapter = adapterDir;
+      delete request.report;
+      delete request.artifacts.report;
+      return await this.update(request, { status: 'adapter-ready', progress: { phase: 'adapter-ready', detail: 'uploaded' } });
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
   }
 
-  /** Plugs the request's adapter into the full model and evaluates the five numbers (in the background). */
+  /**
+   * Plugs the request's adapter into the full model and evaluates the five numbers (in the background).
+   * Idempotent: on a request that is already plugging in, evaluating or done with this adapter, nothing
+   * runs again and the request is returned as it is.
+   */
   async requestPlugin(tenant: string, id: string): Promise<TuningRequest> {
     const request = await this.getRequest(tenant, id);
-    if (request.status !== 'adapter-ready' && request.status !== 'done' && request.status !== 'failed') {
+    if (['plugging-in', 'evaluating', 'done'].includes(request.status)) return request;
+    if (request.status !== 'adapter-ready' && request.status !== 'failed') {
       throw new ClusterError('CONFLICT', `request ${id} is ${request.status}; plug-in needs a tuned or uploaded adapter`, { where: id });
     }
     if (!request.artifacts.adapter) throw new ClusterError('CONFLICT', `request ${id} has no adapter yet`, { where: id });
@@ -279,6 +442,7 @@ export class Coordinator {
     const key = `${request.tenant}/${request.id}`;
     const run = step()
       .catch(async (error: unknown) => {
+        if (this.cancelling.has(key)) return;
         const message = error instanceof Error ? error.message : String(error);
         this.log.error({ request: request.id, tenant: request.tenant, err: error }, 'request failed');
         const latest = await this.load(request.tenant, request.id).catch(() => request);
@@ -291,7 +455,7 @@ export class Coordinator {
   private async prepare(request: TuningRequest): Promise<void> {
     const { runner } = this.options;
     let r = await this.update(request, { status: 'stage1', progress: { phase: 'stage1' } });
-    const stage1Dir = await this.ensureStage1(r.baseModel, (done, total) => void this.update(r, { progress: { phase: 'stage1', step: done, totalSteps: total } }).then((u) => (r = u)));
+    const stage1Dir = await this.ensureStage1(r.baseModel, (done, total) => void this.update(r, { progress: { phase: 'stage1', step: done, totalSteps: total } }).then((u) => (r = u), () => undefined));
     r = await this.update(r, { status: 'building-emulator', progress: { phase: 'building-emulator' } });
     const emulatorDir = join(this.requestDir(r.tenant, r.id), 'emulator');
     await runner.run('emulator.build', {
@@ -303,7 +467,7 @@ export class Coordinator {
       alpha: r.preset.alpha,
       beta: r.preset.beta,
       output: emulatorDir,
-    });
+    }, { group: r.id });
     r.artifacts.emulator = emulatorDir;
     r = await this.update(r, { status: 'emulator-ready', progress: { phase: 'emulator-ready' } });
     if (!r.managedTuning) return;
@@ -312,7 +476,7 @@ export class Coordinator {
     await runner.run(
       'tune',
       { tenant: r.tenant, tuneId: `${r.id}-tune`, emulator: emulatorDir, task: r.task, output: adapterDir, hyper: { ...r.tuneHyper } as Record<string, number> },
-      { onProgress: (value) => void this.progressOnly(r, { phase: 'tuning', ...(value as object) }) },
+      { group: r.id, onProgress: (value) => void this.progressOnly(r, { phase: 'tuning', ...(value as object) }) },
     );
     r.artifacts.adapter = adapterDir;
     r = await this.update(r, { status: 'adapter-ready', progress: { phase: 'adapter-ready', detail: 'tuned by the cluster' } });
@@ -325,12 +489,12 @@ export class Coordinator {
     const model = join(this.modelsDir, request.baseModel);
     let r = await this.update(request, { status: 'plugging-in', progress: { phase: 'plugging-in' } });
     const plugged = join(dir, 'plugged');
-    await runner.run('plugin', { tenant: r.tenant, pluginId: `${r.id}-plugin`, model, adapters: r.artifacts.adapter!, output: plugged });
+    await runner.run('plugin', { tenant: r.tenant, pluginId: `${r.id}-plugin`, model, adapters: r.artifacts.adapter!, output: plugged }, { group: r.id });
     r.artifacts.plugged = plugged;
     r = await this.update(r, { status: 'evaluating', progress: { phase: 'evaluating' } });
     const evalHyper = { ...this.options.evalHyper };
     const evaluation = (name: string, target: string, extra: Record<string, number | string | boolean> = {}) =>
-      runner.run<EvaluateJobResult>('evaluate', { tenant: r.tenant, evaluationId: `${r.id}-${name}`, model: target, task: r.task, output: join(dir, 'eval', `${name}.json`), hyper: { ...evalHyper, ...extra } });
+      runner.run<EvaluateJobResult>('evaluate', { tenant: r.tenant, evaluationId: `${r.id}-${name}`, model: target, task: r.task, output: join(dir, 'eval', `${name}.json`), hyper: { ...evalHyper, ...extra } }, { group: r.id });
     const fft = this.options.fullFineTune ?? true;
     const [fullZero, emuZero, emuTuned, plug, full] = await Promise.all([
       evaluation('full-zero-shot', model),
@@ -380,6 +544,7 @@ export class Coordinator {
   }
 
   private async save(request: TuningRequest): Promise<void> {
+    if (this.cancelling.has(`${request.tenant}/${request.id}`)) throw new ClusterError('CANCELLED', `request ${request.id} was cancelled`, { where: request.id });
     await mkdir(this.requestDir(request.tenant, request.id), { recursive: true });
     await atomicWriteJson(join(this.requestDir(request.tenant, request.id), 'request.json'), request);
   }
@@ -387,6 +552,19 @@ export class Coordinator {
   private async load(tenant: string, id: string): Promise<TuningRequest> {
     return JSON.parse(await readFile(join(this.requestDir(tenant, id), 'request.json'), 'utf8')) as TuningRequest;
   }
+}
+
+/** Bytes of the regular files under `dir` (links not followed; 0 when it does not exist). */
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  const walk = async (path: string): Promise<void> => {
+    const st = await lstat(path).catch(() => undefined);
+    if (!st) return;
+    if (st.isFile()) total += st.size;
+    else if (st.isDirectory()) for (const entry of await readdir(path)) await walk(join(path, entry));
+  };
+  await walk(dir);
+  return total;
 }
 
 function notFound(id: string): ClusterError {

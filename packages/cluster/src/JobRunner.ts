@@ -3,6 +3,8 @@ import type { AnyJobPayload, JobKind } from '@scaleot/queue';
 export interface RunJobOptions {
   /** Progress the job reports (tuning steps, ...). */
   onProgress?: (value: unknown) => void;
+  /** Groups the job with others (a tuning request's id) so `cancelGroup` can find it. Default none. */
+  group?: string;
 }
 
 /**
@@ -13,5 +15,10 @@ export interface RunJobOptions {
 export interface JobRunner {
   readonly mode: 'queue' | 'in-process';
   run<T = unknown>(kind: JobKind, payload: AnyJobPayload, options?: RunJobOptions): Promise<T>;
+  /**
+   * Cancels the group's jobs: queued ones are removed, running ones are signalled (their waiters reject
+   * with CANCELLED at once; stopping compute mid-step is the executor's part). Returns how many of each.
+   */
+  cancelGroup(group: string): Promise<{ removed: number; signalled: number }>;
   close(): Promise<void>;
 }

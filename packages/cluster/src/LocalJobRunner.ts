@@ -10,11 +10,22 @@ export class LocalJobRunner implements JobRunner {
 
   constructor(private readonly handlers: JobHandlers) {}
 
+  private readonly cancelled = new Set<string>();
+
   run<T = unknown>(kind: JobKind, payload: AnyJobPayload, options: RunJobOptions = {}): Promise<T> {
     // One at a time, like a single worker with concurrency 1 (one tfjs engine, one wasm heap).
-    const next = this.tail.then(() => this.runNow<T>(kind, payload, options));
+    const next = this.tail.then(() => {
+      if (options.group && this.cancelled.has(options.group)) throw new ClusterError('CANCELLED', `${kind} job of ${options.group} was cancelled`, { where: options.group });
+      return this.runNow<T>(kind, payload, options);
+    });
     this.tail = next.catch(() => undefined);
     return next;
+  }
+
+  /** Queued jobs of the group are skipped; the running one finishes (in-process compute cannot be interrupted). */
+  async cancelGroup(group: string): Promise<{ removed: number; signalled: number }> {
+    this.cancelled.add(group);
+    return { removed: 0, signalled: 0 };
   }
 
   private async runNow<T>(kind: JobKind, payload: AnyJobPayload, options: RunJobOptions): Promise<T> {

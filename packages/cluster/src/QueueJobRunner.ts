@@ -13,10 +13,12 @@ export class QueueJobRunner implements JobRunner {
   private readonly events = new Map<string, QueueEvents>();
   private readonly progress = new Map<string, (value: unknown) => void>();
   private readonly router?: JobRouter;
+  /** The jobs of each group (a request's), with their queue and the reject of their waiter (cancellation). */
+  private readonly groups = new Map<string, Map<string, { queue: JobQueue; id: string; reject: (error: Error) => void }>>();
 
   constructor(
     readonly queue: JobQueue | JobRouter,
-    connection: RedisConnection,
+    private readonly connection: RedisConnection,
   ) {
     const queues = queue instanceof JobRouter ? queue.queues : [queue];
     if (queue instanceof JobRouter) this.router = queue;
@@ -36,13 +38,47 @@ export class QueueJobRunner implements JobRunner {
     const id = String(job.id);
     const key = `${queue.name}:${id}`;
     if (options.onProgress) this.progress.set(key, options.onProgress);
+    const group = options.group;
+    let cancel: (error: Error) => void = () => undefined;
+    const cancelled = new Promise<never>((_, reject) => (cancel = reject));
+    cancelled.catch(() => undefined);
+    if (group) {
+      if (!this.groups.has(group)) this.groups.set(group, new Map());
+      this.groups.get(group)!.set(key, { queue, id, reject: cancel });
+    }
     try {
-      return (await job.waitUntilFinished(events)) as T;
+      return (await Promise.race([job.waitUntilFinished(events), cancelled])) as T;
     } catch (error) {
+      if (error instanceof ClusterError && error.code === 'CANCELLED') throw error;
       throw new ClusterError('JOB_FAILED', `${kind} job ${id} on queue ${queue.name} failed: ${error instanceof Error ? error.message : String(error)}`, { where: `job ${id}`, cause: error, unrecoverable: false });
     } finally {
       this.progress.delete(key);
+      this.groups.get(group ?? '')?.delete(key);
+      if (group && this.groups.get(group)?.size === 0) this.groups.delete(group);
     }
+  }
+
+  async cancelGroup(group: string): Promise<{ removed: number; signalled: number }> {
+    const jobs = this.groups.get(group);
+    let removed = 0;
+    let signalled = 0;
+    let signals: Redis | undefined;
+    for (const { queue, id, reject } of jobs?.values() ?? []) {
+      const job = await queue.queue.getJob(id);
+      const state = job ? await job.getState() : 'unknown';
+      if (job && ['waiting', 'delayed', 'prioritized', 'waiting-children'].includes(state)) {
+        await job.remove().then(() => removed++, () => undefined);
+      } else if (state === 'active') {
+        // The worker holds the lock; the flag tells it (and any retry) that nobody waits for the result.
+        signals ??= typeof this.connection === 'string' ? new Redis(this.connection, { maxRetriesPerRequest: 1 }) : new Redis({ ...this.connection, maxRetriesPerRequest: 1 });
+        await signals.set(`${queue.prefix}:${queue.name}:cancelled:${id}`, '1', 'EX', 24 * 3600).catch(() => undefined);
+        signalled++;
+      }
+      reject(new ClusterError('CANCELLED', `job ${id} of ${group} was cancelled`, { where: group }));
+    }
+    this.groups.delete(group);
+    await signals?.quit().catch(() => undefined);
+    return { removed, signalled };
   }
 
   async close(): Promise<void> {

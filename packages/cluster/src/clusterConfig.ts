@@ -38,8 +38,24 @@ export interface ClusterConfig {
   stalledIntervalMs: number;
   /** `SCALEOT_HTTP_PORT` (coordinator, fixed 8080 in images; tests pick another). Default 8080. */
   httpPort: number;
-  /** `SCALEOT_METRICS_PORT` (workers, fixed 9090 in images). Default 9090. */
+  /** `SCALEOT_METRICS_PORT` (workers, fixed 9090 in images; 0 = any free port). Default 9090. */
   metricsPort: number;
+  /** `SCALEOT_HTTP_HOST` (coordinator). Default `0.0.0.0`. */
+  httpHost: string;
+  /** `SCALEOT_TENANT_MAX_ACTIVE_REQUESTS`: unfinished requests per tenant. Default 16. */
+  maxActiveRequests: number;
+  /** `SCALEOT_TENANT_MAX_STORAGE_BYTES`: storage per tenant. Default 20 GiB. */
+  maxStorageBytes: number;
+  /** `SCALEOT_RETENTION_HOURS`: finished requests are deleted this long after their last update; 0 keeps them. Default 168. */
+  retentionHours: number;
+  /** `SCALEOT_API_RATE_PER_SECOND` / `SCALEOT_API_RATE_BURST`: API token bucket per tenant. Defaults 20 and 60. */
+  apiRatePerSecond: number;
+  apiRateBurst: number;
+  /** `SCALEOT_CURVE_CLIENT_KEYS_FILE` (coordinator): JSON list of the workers' CURVE public keys allowed to connect; unset = any client holding the server key. */
+  curveClientKeysFile?: string;
+  /** `SCALEOT_CURVE_CLIENT_PUBLIC_KEY` / `SCALEOT_CURVE_CLIENT_SECRET_KEY` (workers): this worker's CURVE key pair, listed in the coordinator's allow-list. */
+  curveClientPublicKey?: string;
+  curveClientSecretKey?: string;
 }
 
 function intVar(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0, max = 2 ** 31): number {
@@ -76,6 +92,15 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Clus
     stalledIntervalMs: intVar(env, 'SCALEOT_STALLED_INTERVAL_MS', 15_000, 500),
     httpPort: intVar(env, 'SCALEOT_HTTP_PORT', 8080, 0, 65535),
     metricsPort: intVar(env, 'SCALEOT_METRICS_PORT', 9090, 0, 65535),
+    httpHost: env.SCALEOT_HTTP_HOST || '0.0.0.0',
+    maxActiveRequests: intVar(env, 'SCALEOT_TENANT_MAX_ACTIVE_REQUESTS', 16, 1, 1_000_000),
+    maxStorageBytes: intVar(env, 'SCALEOT_TENANT_MAX_STORAGE_BYTES', 20 * 2 ** 30, 0, Number.MAX_SAFE_INTEGER),
+    retentionHours: intVar(env, 'SCALEOT_RETENTION_HOURS', 168, 0, 1_000_000),
+    apiRatePerSecond: intVar(env, 'SCALEOT_API_RATE_PER_SECOND', 20, 1, 1_000_000),
+    apiRateBurst: intVar(env, 'SCALEOT_API_RATE_BURST', 60, 1, 1_000_000),
+    curveClientKeysFile: env.SCALEOT_CURVE_CLIENT_KEYS_FILE || undefined,
+    curveClientPublicKey: env.SCALEOT_CURVE_CLIENT_PUBLIC_KEY || undefined,
+    curveClientSecretKey: env.SCALEOT_CURVE_CLIENT_SECRET_KEY || undefined,
   };
 }
 
@@ -111,12 +136,21 @@ const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: str
   { name: 'SCALEOT_API_TOKENS_FILE', roles: ['coordinator'], doc: 'JSON file {"tenant": "bearer token"} of the data owners (required)' },
   { name: 'SCALEOT_COORDINATOR_CONFIG', roles: ['coordinator'], doc: 'optional JSON file of stage-1, tuning and evaluation settings' },
   { name: 'SCALEOT_HTTP_PORT', roles: ['coordinator'], doc: 'HTTP API, /healthz, /readyz (and /metrics unless SCALEOT_METRICS_PORT is set) (default 8080)' },
+  { name: 'SCALEOT_HTTP_HOST', roles: ['coordinator'], doc: 'address the HTTP API binds (default 0.0.0.0)' },
+  { name: 'SCALEOT_TENANT_MAX_ACTIVE_REQUESTS', roles: ['coordinator'], doc: 'unfinished requests per data owner (default 16)' },
+  { name: 'SCALEOT_TENANT_MAX_STORAGE_BYTES', roles: ['coordinator'], doc: 'storage per data owner, bytes (default 21474836480)' },
+  { name: 'SCALEOT_RETENTION_HOURS', roles: ['coordinator'], doc: 'finished requests are deleted after this many hours; 0 keeps them (default 168)' },
+  { name: 'SCALEOT_API_RATE_PER_SECOND', roles: ['coordinator'], doc: 'API requests per second per data owner; over it: 429 with Retry-After (default 20)' },
+  { name: 'SCALEOT_API_RATE_BURST', roles: ['coordinator'], doc: 'API burst per data owner (default 60)' },
+  { name: 'SCALEOT_CURVE_CLIENT_KEYS_FILE', roles: ['coordinator'], doc: 'JSON list of worker CURVE public keys allowed to connect (unset: any client with the server key)' },
+  { name: 'SCALEOT_CURVE_CLIENT_PUBLIC_KEY', roles: ['worker'], doc: 'this worker\'s CURVE public key (in the coordinator\'s allow-list)' },
+  { name: 'SCALEOT_CURVE_CLIENT_SECRET_KEY', roles: ['worker'], doc: 'this worker\'s CURVE secret key, from a Secret' },
   { name: 'SCALEOT_JOB_ROUTES', roles: ['coordinator'], doc: 'queue of each job kind: kind=queue,...,*=queue (default: every kind to SCALEOT_QUEUE_NAME or scaleot)' },
   { name: 'SCALEOT_QUEUE_NAMES', roles: ['worker'], doc: 'queues this worker consumes, comma-separated (default: SCALEOT_QUEUE_NAME or scaleot)' },
   { name: 'SCALEOT_COORDINATOR_HOST', roles: ['coordinator', 'worker'], doc: 'address workers reach the coordinator at (default 127.0.0.1)' },
   { name: 'SCALEOT_WORKER_GROUP', roles: ['worker'], doc: 'worker group name (default cpu)' },
   { name: 'SCALEOT_WORKER_CONCURRENCY', roles: ['worker'], doc: 'jobs at once per worker (default 1)' },
-  { name: 'SCALEOT_METRICS_PORT', roles: ['coordinator', 'worker'], doc: '/healthz, /readyz, /metrics (workers: default 9090; coordinator: set = /metrics only here, not on the API port)' },
+  { name: 'SCALEOT_METRICS_PORT', roles: ['coordinator', 'worker'], doc: '/healthz, /readyz, /metrics (workers: default 9090, 0 picks a free port: one per worker on a host; coordinator: set = /metrics only here, not on the API port)' },
   { name: 'SCALEOT_JOB_LOCK_MS', roles: ['coordinator', 'worker'], doc: 'BullMQ job lock; a dead worker\'s job is re-run after about lock + stalled interval (default 30000)' },
   { name: 'SCALEOT_STALLED_INTERVAL_MS', roles: ['coordinator', 'worker'], doc: 'stalled-job check interval (default 15000)' },
 ];

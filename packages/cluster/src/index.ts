@@ -16,6 +16,19 @@ export { runDistributedStage1, makespan, sliceRows, type DistributedStage1Option
 export { ClusterWorker, type ClusterWorkerOptions } from './ClusterWorker.js';
 export { pipelineHandlers, type PipelineHandlerOptions } from './pipelineHandlers.js';
 export { TenantAuth } from './TenantAuth.js';
+export { ApiRateLimiter, type ApiRateLimiterOptions } from './ApiRateLimiter.js';
+export { HTTP_STATUS_OF_CODE, httpStatusOf, apiCodeOfFastify } from './httpStatus.js';
+export {
+  NAME_PATTERN,
+  createRequestSchema,
+  coordinatorSettingsSchema,
+  checkContract,
+  contractIssues,
+  readSettingsFile,
+  stage1Steps,
+  type CreateRequestContract,
+  type CoordinatorSettings,
+} from './contracts.js';
 export { packTar, unpackTar } from './tarball.js';
 export type { JobRunner, RunJobOptions } from './JobRunner.js';
 export { QueueJobRunner } from './QueueJobRunner.js';
@@ -25,6 +38,7 @@ export {
   Coordinator,
   renderFiveNumbers,
   type CoordinatorOptions,
+  type TenantQuotas,
   type TuningRequest,
   type CreateRequestBody,
   type PrivacyPreset,
@@ -34,6 +48,7 @@ export {
 export { runPipeline, DEMO_STAGE1, DEMO_TUNE, DEMO_EVAL, DEMO_PRESETS, type PipelineOptions, type PipelineResult } from './runPipeline.js';
 export { freePort, appEntry, spawnApp, stopApp, uniqueQueuePrefix, type ManagedProcess } from './LocalCluster.js';
 export { redisReachable } from './redisReachable.js';
+export { coordinatorStartup, workerStartup, exitWithProblems, type StartupResult } from './startupChecks.js';
 export { measureRoundOverhead, type RoundOverheadOptions, type RoundOverheadResult } from './measureRoundOverhead.js';
 export { explainedReport, presetName, FIVE_NUMBER_MEANINGS, type ExplainedReport, type ExplainedReportInput, type ExplainedEmulator } from './explainedReport.js';
 export { evaluationProtocol, type EvaluationProtocol } from './evaluationProtocol.js';

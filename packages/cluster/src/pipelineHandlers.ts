@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import { EMULATOR_MANIFEST, evaluate, fullFineTune, plugIn, tuneAdapter, type EvalResult, type TrainHyperParameters } from '@scaleot/offsite';
-import type { JobContext, JobHandlers, JobPayload } from '@scaleot/queue';
+import { TRAIN_HYPER_KEYS, type JobContext, type JobHandlers, type JobPayload } from '@scaleot/queue';
 import { buildScaleotEmulator } from '@scaleot/scaleot';
 import { ClusterError } from './ClusterError.js';
 import { resolveArtifact } from './clusterConfig.js';
@@ -24,12 +24,10 @@ export interface EvaluateJobResult extends EvalResult {
 
 type HyperRecord = Record<string, number | string | boolean>;
 
-const TRAIN_KEYS = ['steps', 'batchSize', 'microBatchSize', 'seqLen', 'lr', 'warmupSteps', 'finalLrFraction', 'gradClip', 'weightDecay', 'seed', 'maxTrainRows'] as const;
-
 /** The training fields of a payload's `hyper` record (numbers only; other keys are job switches). */
 export function trainHyperOf(hyper: HyperRecord | undefined): Partial<TrainHyperParameters> {
   const out: Record<string, number> = {};
-  for (const key of TRAIN_KEYS) {
+  for (const key of TRAIN_HYPER_KEYS) {
     const value = hyper?.[key];
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isFinite(value)) throw new ClusterError('BAD_OPTION', `hyper.${key} must be a number, got ${JSON.stringify(value)}`, { where: `hyper.${key}`, unrecoverable: true });

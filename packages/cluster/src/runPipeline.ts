@@ -207,7 +207,8 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     const prefix = uniqueQueuePrefix('demo');
     const token = randomBytes(24).toString('hex');
     const tokensFile = join(outDir, 'api-tokens.json');
-    await atomicWriteJson(tokensFile, { [tenant]: token });
+    // Bearer tokens: readable by this user only.
+    await atomicWriteJson(tokensFile, { [tenant]: token }, { mode: 0o600 });
     const configFile = join(outDir, 'coordinator-config.json');
     const workers = options.workers ?? 2;
     await atomicWriteJson(configFile, { stage1: stage1Hyper, shards: options.shards ?? workers, corpus, dataRoot, maxDocuments, tune, eval: evalHyper, fullFineTune });

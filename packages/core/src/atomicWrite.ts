@@ -15,10 +15,12 @@ export function tempPathFor(target: string): string {
 export async function atomicWrite(
   target: string,
   write: (handle: import('node:fs/promises').FileHandle) => Promise<void>,
+  options: AtomicWriteOptions = {},
 ): Promise<void> {
   await mkdir(dirname(target), { recursive: true });
   const tmp = tempPathFor(target);
-  const handle = await open(tmp, 'wx');
+  // The mode is set at creation: a secret is never readable by others, not even for a moment.
+  const handle = await open(tmp, 'wx', options.mode ?? 0o666);
   try {
     await write(handle);
     await handle.sync();
@@ -36,14 +38,19 @@ export async function atomicWrite(
   }
 }
 
+export interface AtomicWriteOptions {
+  /** File mode (before the umask). Default 0o666; secrets (tokens, keys) use 0o600. */
+  mode?: number;
+}
+
 /** Atomic write of a string or bytes. */
-export async function atomicWriteFile(target: string, data: string | Uint8Array): Promise<void> {
+export async function atomicWriteFile(target: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
   await atomicWrite(target, async (h) => {
     await h.writeFile(data);
-  });
+  }, options);
 }
 
 /** Atomic write of pretty-printed JSON with a trailing newline. */
-export async function atomicWriteJson(target: string, value: unknown): Promise<void> {
-  await atomicWriteFile(target, `${JSON.stringify(value, null, 2)}\n`);
+export async function atomicWriteJson(target: string, value: unknown, options: AtomicWriteOptions = {}): Promise<void> {
+  await atomicWriteFile(target, `${JSON.stringify(value, null, 2)}\n`, options);
 }

@@ -1,5 +1,5 @@
 export { ScaleotError, InvalidInputError } from './ScaleotError.js';
-export { atomicWrite, atomicWriteFile, atomicWriteJson, tempPathFor } from './atomicWrite.js';
+export { atomicWrite, atomicWriteFile, atomicWriteJson, tempPathFor, type AtomicWriteOptions } from './atomicWrite.js';
 export { createLogger, logger, type Logger } from './logger.js';
 export { Progress, type ProgressOptions } from './Progress.js';
 export { isEntryPoint, onShutdownSignals } from './processLifecycle.js';

@@ -3,6 +3,7 @@ import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/c
 import { familyOf, type CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { writeArtifactDir } from './artifactDir.js';
+import { emulatorFingerprint } from './emulatorFingerprint.js';
 import { ADAPTER_MANIFEST, ADAPTER_WEIGHTS, MANIFEST_VERSION, readManifest, validateManifest, type AdapterManifest, type EmulatorManifest, type LoraSpec } from './manifest.js';
 import { AdapterMismatchError } from './OffsiteError.js';
 
@@ -31,7 +32,7 @@ export async function saveAdapter(
       version: MANIFEST_VERSION,
       sourceModel: emulator.sourceModel,
       method: emulator.method,
-      parameters: { emulator: { method: emulator.method, parameters: emulator.parameters, compression: emulator.compression, createdAt: emulator.createdAt }, ...info.parameters },
+      parameters: { emulator: { method: emulator.method, parameters: emulator.parameters, compression: emulator.compression, createdAt: emulator.createdAt, sha256: emulatorFingerprint(emulator) }, ...info.parameters },
       layerMap: emulator.layerMap,
       adapter: { ...emulator.adapter, lora: info.lora },
       tensors: names,

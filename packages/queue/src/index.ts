@@ -1,6 +1,21 @@
 export { InvalidJobPayloadError, type PayloadIssue } from './InvalidJobPayloadError.js';
 export { QueueError, type QueueErrorCode } from './QueueError.js';
-export { s, type Schema, type OptionalSchema, type Infer, type InferObject } from './schema.js';
+export { s, type Schema, type OptionalSchema, type Infer, type InferObject, type JsonSchema } from './schema.js';
+export {
+  MAX_ADAPTER_BLOCKS,
+  presetFields,
+  privacyPresetSchema,
+  trainHyperFields,
+  trainHyperSchema,
+  TRAIN_HYPER_KEYS,
+  evalLimitFields,
+  evalLimitsSchema,
+  evaluateHyperSchema,
+  stage1HyperSchema,
+  type PrivacyPresetContract,
+  type TrainHyperContract,
+  type Stage1HyperContract,
+} from './contracts.js';
 export { findPayloadHazards, type PayloadLimits } from './payloadGuard.js';
 export {
   jobSchemas,

@@ -1,6 +1,7 @@
 import { InvalidJobPayloadError } from './InvalidJobPayloadError.js';
 import { findPayloadHazards, type PayloadLimits } from './payloadGuard.js';
 import { QueueError } from './QueueError.js';
+import { artifactRef, evaluateHyperSchema, presetFields, trainHyperSchema } from './contracts.js';
 import { s, type Infer, type Schema } from './schema.js';
 
 const id = s.string({ maxLength: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:-]*$/, patternName: 'an id (letters, digits and . _ : -, starting with a letter or digit)' });
@@ -8,11 +9,6 @@ const count = (max: number) => s.int({ min: 1, max });
 const index = s.int({ min: 0 });
 const version = s.int({ min: 0 });
 const zmqAddress = s.string({ maxLength: 256, pattern: /^(tcp|ipc|inproc):\/\/\S+$/, patternName: 'a ZeroMQ address such as tcp://10.0.0.5:5557' });
-const artifactRef = s.string({
-  pattern: /^(?!.*(^|[/\\])\.\.([/\\]|$))[^\0]+$/,
-  patternName: 'an artifact reference (a path or URI without ".." segments)',
-});
-const hyperParameters = s.record(s.anyOf(s.number(), s.string({ minLength: 0, maxLength: 256 }), s.boolean()));
 
 const windowLength = s.optional(count(1 << 16));
 
@@ -75,9 +71,10 @@ export const jobSchemas = {
     emulatorId: id,
     model: artifactRef,
     stage1: artifactRef,
-    adapterBlocks: s.int({ min: 0, max: 1024 }),
-    alpha: s.number({ min: 0, max: 1 }),
-    beta: s.number({ min: 0, max: 1 }),
+    // The preset's bounds, from the one definition the API checks too.
+    adapterBlocks: presetFields.nAdapter,
+    alpha: presetFields.alpha,
+    beta: presetFields.beta,
     output: artifactRef,
   }),
   /** Data owner tunes adapters on an emulator. */
@@ -87,7 +84,7 @@ export const jobSchemas = {
     emulator: artifactRef,
     task: artifactRef,
     output: artifactRef,
-    hyper: hyperParameters,
+    hyper: trainHyperSchema,
   }),
   /** Tuned adapters plugged into the full model (method §4). */
   plugin: s.object({
@@ -104,7 +101,7 @@ export const jobSchemas = {
     task: artifactRef,
     output: s.optional(artifactRef),
     metrics: s.optional(s.array(id, { maxLength: 64 })),
-    hyper: s.optional(hyperParameters),
+    hyper: s.optional(evaluateHyperSchema),
   }),
 } satisfies Record<string, Schema<object>>;
 

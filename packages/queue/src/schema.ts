@@ -10,7 +10,16 @@ export interface Schema<T> {
   readonly description: string;
   /** Returns true when `value` conforms; otherwise pushes issues under `path`. */
   check(value: unknown, path: string, issues: PayloadIssue[]): value is T;
+  /**
+   * The same contract as JSON Schema (draft-07 subset, what fastify/ajv and OpenAPI read): the HTTP
+   * route schemas derive from it, so the API, job payloads and settings files share one definition.
+   * Cross-field rules of `s.refine` are not expressible here and run in `check` only.
+   */
+  readonly json: JsonSchema;
 }
+
+/** A JSON Schema object (the subset the DSL emits). */
+export type JsonSchema = Record<string, unknown>;
 
 /** Marks an object field as optional. */
 export interface OptionalSchema<T> extends Schema<T | undefined> {
@@ -40,8 +49,8 @@ function fail(issues: PayloadIssue[], path: string, expected: string, value: unk
   return false;
 }
 
-function make<T>(description: string, check: (value: unknown, path: string, issues: PayloadIssue[]) => boolean): Schema<T> {
-  return { description, check: check as Schema<T>['check'] };
+function make<T>(description: string, check: (value: unknown, path: string, issues: PayloadIssue[]) => boolean, json: JsonSchema): Schema<T> {
+  return { description, check: check as Schema<T>['check'], json };
 }
 
 export interface StringOptions {
@@ -58,6 +67,8 @@ export interface NumberOptions {
   max?: number;
   /** Strict lower bound. */
   greaterThan?: number;
+  /** Strict upper bound. */
+  lessThan?: number;
 }
 
 export const s = {
@@ -72,7 +83,7 @@ export const s = {
       }
       if (pattern && !pattern.test(value)) return fail(issues, path, description, value);
       return true;
-    });
+    }, { type: 'string', minLength, maxLength, ...(pattern ? { pattern: pattern.source } : {}) });
   },
 
   int(options: NumberOptions = {}): Schema<number> {
@@ -84,13 +95,13 @@ export const s = {
   },
 
   boolean(): Schema<boolean> {
-    return make('a boolean', (value, path, issues) => typeof value === 'boolean' || fail(issues, path, 'a boolean', value));
+    return make('a boolean', (value, path, issues) => typeof value === 'boolean' || fail(issues, path, 'a boolean', value), { type: 'boolean' });
   },
 
   /** One of the given primitive values. */
   literal<const T extends string | number | boolean>(...values: T[]): Schema<T> {
     const description = values.length === 1 ? JSON.stringify(values[0]) : `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
-    return make(description, (value, path, issues) => values.includes(value as T) || fail(issues, path, description, value));
+    return make(description, (value, path, issues) => values.includes(value as T) || fail(issues, path, description, value), { enum: values });
   },
 
   array<T>(item: Schema<T>, options: { minLength?: number; maxLength?: number } = {}): Schema<T[]> {
@@ -105,7 +116,7 @@ export const s = {
       const before = issues.length;
       for (let i = 0; i < value.length && issues.length - before < 5; i++) item.check(value[i], `${path}[${i}]`, issues);
       return issues.length === before;
-    });
+    }, { type: 'array', items: item.json, minItems: minLength, maxItems: maxLength });
   },
 
   /** A strict object: every non-optional field present, no unknown fields. */
@@ -127,6 +138,11 @@ export const s = {
         if (!Object.hasOwn(shape, key)) issues.push({ path: `${path}.${key}`, message: `is not a known field (known: ${Object.keys(shape).join(', ')})` });
       }
       return issues.length === before;
+    }, {
+      type: 'object',
+      properties: Object.fromEntries(Object.entries(shape).map(([key, schema]) => [key, schema.json])),
+      required: Object.entries(shape).filter(([, schema]) => !(schema as Partial<OptionalSchema<unknown>>).optional).map(([key]) => key),
+      additionalProperties: false,
     });
   },
 
@@ -144,7 +160,7 @@ export const s = {
       const before = issues.length;
       for (const [key, item] of entries) value.check(item, `${path}.${key}`, issues);
       return issues.length === before;
-    });
+    }, { type: 'object', additionalProperties: value.json, maxProperties: maxKeys });
   },
 
   /** The first alternative that accepts the value; issues of the closest miss otherwise. */
@@ -153,7 +169,7 @@ export const s = {
     return make(description, (value, path, issues) => {
       for (const alternative of alternatives) if (alternative.check(value, path, [])) return true;
       return fail(issues, path, description, value);
-    });
+    }, { anyOf: alternatives.map((a) => a.json) });
   },
 
   /** Objects told apart by a string field (e.g. `type`), validated by the matching schema. */
@@ -167,7 +183,7 @@ export const s = {
         return fail(issues, `${path}.${tag}`, `one of ${names.map((n) => JSON.stringify(n)).join(', ')}`, name);
       }
       return variants[name].check(value, path, issues);
-    });
+    }, { oneOf: Object.values(variants).map((v) => v.json) });
   },
 
   optional<T>(schema: Schema<T>): OptionalSchema<T> {
@@ -181,21 +197,32 @@ export const s = {
       const problems = rule(value) ?? [];
       for (const problem of problems) issues.push({ path: path + problem.path, message: problem.message });
       return problems.length === 0;
-    });
+    }, schema.json);
+  },
+
+  /** The schema with a human description in its JSON Schema (shown in /openapi.json). */
+  describe<S extends Schema<unknown>>(schema: S, description: string): S {
+    return { ...schema, json: { ...schema.json, description } };
   },
 };
 
-function numberSchema(integer: boolean, { min, max, greaterThan }: NumberOptions): Schema<number> {
+function numberSchema(integer: boolean, { min, max, greaterThan, lessThan }: NumberOptions): Schema<number> {
   const bounds = [
     greaterThan !== undefined ? `> ${greaterThan}` : min !== undefined ? `>= ${min}` : '',
-    max !== undefined ? `<= ${max}` : '',
+    lessThan !== undefined ? `< ${lessThan}` : max !== undefined ? `<= ${max}` : '',
   ].filter(Boolean);
   const description = `${integer ? 'an integer' : 'a finite number'}${bounds.length ? ` ${bounds.join(' and ')}` : ''}`;
   return make(description, (value, path, issues) => {
     if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isSafeInteger(value))) return fail(issues, path, description, value);
-    if ((min !== undefined && value < min) || (max !== undefined && value > max) || (greaterThan !== undefined && value <= greaterThan)) {
+    if ((min !== undefined && value < min) || (max !== undefined && value > max) || (greaterThan !== undefined && value <= greaterThan) || (lessThan !== undefined && value >= lessThan)) {
       return fail(issues, path, description, value);
     }
     return true;
+  }, {
+    type: integer ? 'integer' : 'number',
+    ...(min !== undefined ? { minimum: min } : {}),
+    ...(max !== undefined ? { maximum: max } : {}),
+    ...(greaterThan !== undefined ? { exclusiveMinimum: greaterThan } : {}),
+    ...(lessThan !== undefined ? { exclusiveMaximum: lessThan } : {}),
   });
 }

@@ -25,7 +25,7 @@ export const validPayloads: { [K in JobKind]: JobPayload<K> } = {
   },
   'stage1.round': { runId: 'run-1', round: 4, paramsVersion: 4, shardCount: 4, candidateCount: 3 },
   'emulator.build': { tenant: 'acme', emulatorId: 'emu-1', model: 'models/sotu-gpt2-tiny', stage1: 'artifacts/run-1/stage1', adapterBlocks: 2, alpha: 0.5, beta: 0.25, output: 'artifacts/emu-1' },
-  tune: { tenant: 'acme', tuneId: 't-1', emulator: 'artifacts/emu-1', task: 'tasks/sst2.json', output: 'artifacts/t-1', hyper: { learningRate: 1e-4, epochs: 3, scheduler: 'cosine', fp16: false } },
+  tune: { tenant: 'acme', tuneId: 't-1', emulator: 'artifacts/emu-1', task: 'tasks/sst2.json', output: 'artifacts/t-1', hyper: { lr: 1e-4, steps: 3, warmupSteps: 1, seed: 7 } },
   plugin: { tenant: 'acme', pluginId: 'p-1', model: 'models/sotu-gpt2-tiny', adapters: 'artifacts/t-1/adapters', output: 'artifacts/p-1' },
   evaluate: { tenant: 'acme', evaluationId: 'e-1', model: 'artifacts/p-1', task: 'tasks/sst2.json', metrics: ['accuracy'] },
 };
@@ -65,10 +65,15 @@ describe('job payload validation', () => {
     expect(issuesOf('stage1.rollout', { ...validPayloads['stage1.rollout'], mask: [1, 0, 2] })).toEqual(['$.mask[2] must be one of 0, 1, got 2']);
     expect(issuesOf('emulator.build', { ...validPayloads['emulator.build'], alpha: 1.5, model: '../../etc/passwd' })).toEqual([
       '$.model must be an artifact reference (a path or URI without ".." segments), got "../../etc/passwd"',
-      '$.alpha must be a finite number >= 0 and <= 1, got 1.5',
+      '$.alpha must be a finite number >= 0 and < 1, got 1.5',
     ]);
     expect(issuesOf('tune', { ...validPayloads.tune, tenant: '' })[0]).toBe('$.tenant must be 1..128 characters long, got 0');
     expect(issuesOf('evaluate', 'not an object')).toEqual(['$ must be an object, got "not an object"']);
+    // Hyper-parameters are a strict contract too: a misspelt key or a broken schedule is refused.
+    expect(issuesOf('tune', { ...validPayloads.tune, hyper: { stpes: 10 } })[0]).toMatch(/^\$\.hyper\.stpes is not a known field/);
+    expect(issuesOf('tune', { ...validPayloads.tune, hyper: { steps: 5, warmupSteps: 9 } })).toEqual(['$.hyper.warmupSteps must be <= steps (5), got 9']);
+    expect(issuesOf('emulator.build', { ...validPayloads['emulator.build'], alpha: 1 })).toEqual(['$.alpha must be a finite number >= 0 and < 1, got 1']);
+    expect(issuesOf('emulator.build', { ...validPayloads['emulator.build'], adapterBlocks: 0 })[0]).toMatch(/^\$\.adapterBlocks must be an integer >= 1/);
   });
 
   it('keeps tensors out of payloads, pointing at the transport', () => {

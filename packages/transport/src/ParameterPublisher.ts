@@ -1,6 +1,6 @@
 import type * as zmq from 'zeromq';
 import { createLogger, type Logger } from '@scaleot/core';
-import type { CurveServerOptions } from './curve.js';
+import { curveServerReady, releaseCurveServer, type CurveServerOptions } from './curve.js';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope.js';
 import { SerialSender } from './SerialSender.js';
 import { bindableAddress, routerServer, type SocketOptions } from './SocketOptions.js';
@@ -64,6 +64,7 @@ export class ParameterPublisher {
 
   static async open(options: ParameterPublisherOptions = {}): Promise<ParameterPublisher> {
     const publisher = new ParameterPublisher(options);
+    await curveServerReady();
     await publisher.socket.bind(bindableAddress(options.bind ?? 'tcp://127.0.0.1:0'));
     publisher.boundAddress = publisher.socket.lastEndpoint ?? '';
     publisher.loop = publisher.receiveLoop();
@@ -105,6 +106,7 @@ export class ParameterPublisher {
     for (const request of [...this.parked]) this.unpark(request);
     await this.sender.drain();
     this.socket.close();
+    releaseCurveServer(this.socket);
     await this.loop?.catch(() => undefined);
   }
 

@@ -1,6 +1,6 @@
 import type * as zmq from 'zeromq';
 import { createLogger, type Logger } from '@scaleot/core';
-import type { CurveServerOptions } from './curve.js';
+import { curveServerReady, releaseCurveServer, type CurveServerOptions } from './curve.js';
 import { decodeEnvelope, encodeEnvelope, resultKeyString, type Envelope, type ResultKey } from './envelope.js';
 import { SerialSender } from './SerialSender.js';
 import { bindableAddress, routerServer, resolvedMaxMessageBytes, type SocketOptions } from './SocketOptions.js';
@@ -18,6 +18,12 @@ export interface ResultCollectorOptions extends SocketOptions {
   verifyChecksums?: boolean;
   /** Logger. Default `createLogger('transport.collector')`. */
   logger?: Logger;
+  /**
+   * Delivered keys remembered for de-duplication after they were collected. The oldest are forgotten
+   * first, so memory stays bounded over a long run; a duplicate of a forgotten key arrives long after its
+   * round ended and is discarded by its round. Default 100000.
+   */
+  maxRememberedKeys?: number;
 }
 
 export interface ReceivedResult {
@@ -67,6 +73,7 @@ export class ResultCollector {
   /** Binds and starts receiving. */
   static async open(options: ResultCollectorOptions = {}): Promise<ResultCollector> {
     const collector = new ResultCollector(options);
+    await curveServerReady();
     await collector.socket.bind(bindableAddress(options.bind ?? 'tcp://127.0.0.1:0'));
     collector.boundAddress = collector.socket.lastEndpoint ?? '';
     collector.loop = collector.receiveLoop();
@@ -152,6 +159,7 @@ export class ResultCollector {
     for (const wake of [...this.waiters]) wake();
     await this.sender.drain();
     this.socket.close();
+    releaseCurveServer(this.socket);
     await this.loop?.catch(() => undefined);
   }
 
@@ -186,6 +194,21 @@ export class ResultCollector {
     }
   }
 
+  /** Keys remembered for de-duplication (bounded by `maxRememberedKeys`). */
+  get rememberedKeys(): number {
+    return this.deliveries.size;
+  }
+
+  private forgetOldest(): void {
+    const max = this.options.maxRememberedKeys ?? 100_000;
+    if (this.deliveries.size <= max) return;
+    for (const key of this.deliveries.keys()) {
+      if (this.deliveries.size <= max) break;
+      // A result not collected yet is still needed; only collected keys are forgotten.
+      if (!this.pending.has(key)) this.deliveries.delete(key);
+    }
+  }
+
   private accept(envelope: Extract<Envelope, { type: 'result' }>, frames: Buffer[], maxMessageBytes: number): Envelope {
     const id = resultKeyString(envelope.key);
     const seen = this.deliveries.get(id) ?? 0;
@@ -201,6 +224,7 @@ export class ResultCollector {
       const result: ReceivedResult = { key: envelope.key, tensors, deliveries: 1 };
       if (envelope.meta !== undefined) result.meta = envelope.meta;
       this.pending.set(id, result);
+      this.forgetOldest();
       return { v: 1, type: 'ack', id: envelope.id, attempt: envelope.attempt, duplicate: false };
     } catch (error) {
       const code = error instanceof TransportError ? error.code : 'BAD_FRAME';

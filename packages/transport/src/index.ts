@@ -14,7 +14,7 @@ export {
   type EncodeOptions,
   type DecodeOptions,
 } from './tensorCodec.js';
-export { generateCurveKeyPair, type CurveKeyPair, type CurveServerOptions, type CurveClientOptions } from './curve.js';
+export { generateCurveKeyPair, z85Encode, refusedCurveHandshakes, type CurveKeyPair, type CurveServerOptions, type CurveClientOptions } from './curve.js';
 export type { SocketOptions } from './SocketOptions.js';
 export { resultKeyString, type ResultKey } from './envelope.js';
 export { ResultCollector, type ResultCollectorOptions, type ReceivedResult, type CollectOptions, type CollectResult } from './ResultCollector.js';

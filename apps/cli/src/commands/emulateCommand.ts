@@ -5,6 +5,7 @@ import { intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, ty
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 import { buildScaleotFromFlags, withScaleotFlags, type ScaleotFlags } from '../scaleotFlags.js';
 import { trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
+import { refuseExistingOutput } from '../outputGuard.js';
 
 interface EmulateFlags extends GlobalOptions, TrainFlags, ScaleotFlags {
   model: string;
@@ -39,6 +40,7 @@ export function emulateCommand(): Command {
     .option('--overwrite', 'replace an existing output directory');
   return withGlobalOptions(withScaleotFlags(withTrainFlags(cmd))).action(async (flags: EmulateFlags) => {
     await runCommand<unknown>('emulate', flags, async (log) => {
+      refuseExistingOutput(flags.out, { overwrite: flags.overwrite });
       const { initBackend } = await import('@scaleot/backend');
       const { createUniformEmulator } = await import('@scaleot/offsite');
       await initBackend(flags.backend);

@@ -6,12 +6,14 @@ import { fractionList } from '../scaleotFlags.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 import { trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
 import { positiveInt } from '../cliSupport.js';
+import { refuseExistingOutput } from '../outputGuard.js';
 
 interface FrontierFlags extends GlobalOptions, TrainFlags {
   model: string;
   stage1: string;
   task: string;
   out: string;
+  overwrite?: boolean;
   dataRoot: string;
   alphas: number[];
   betas: number[];
@@ -28,6 +30,7 @@ export function frontierCommand(): Command {
     .requiredOption('--stage1 <dir>', 'stage-1 artifacts of that model')
     .option('--task <name|path>', 'built-in task (moby, spam) or a task spec file/dir', 'moby')
     .option('--out <dir>', 'work directory', 'runs/frontier')
+    .option('--overwrite', 'reuse an existing work directory, replacing its artifacts')
     .option('--data-root <dir>', 'where built-in tasks live', SHIPPED_DATA_DIR)
     .option('--alphas <list>', 'α values in [0, 1)', fractionList, [0.25, 0.5, 0.75])
     .option('--betas <list>', 'β values in [0, 1)', fractionList, [0, 0.5])
@@ -36,6 +39,7 @@ export function frontierCommand(): Command {
     .option('--max-examples <n>', 'classification: evaluate the first N test rows only', positiveInt);
   return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: FrontierFlags) => {
     await runCommand('frontier', flags, async (log) => {
+      refuseExistingOutput(flags.out, { overwrite: flags.overwrite });
       const { initBackend } = await import('@scaleot/backend');
       const { runFrontier, layerImportance } = await import('@scaleot/scaleot');
       const { frontierChart, layerImportanceChart, htmlReport } = await import('@scaleot/plots');

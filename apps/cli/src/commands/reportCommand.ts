@@ -7,6 +7,7 @@ import { importOffsite, intList, nonNegativeInt, positiveInt, runCommand, withGl
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 import { buildScaleotFromFlags, withScaleotFlags, type ScaleotFlags } from '../scaleotFlags.js';
 import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
+import { refuseExistingOutput } from '../outputGuard.js';
 
 interface ReportFlags extends GlobalOptions, TrainFlags, ScaleotFlags {
   method: 'uniform' | 'scaleot';
@@ -49,6 +50,7 @@ export function reportCommand(): Command {
     .option('--overwrite', 'replace artifacts from an earlier run in --out');
   return withGlobalOptions(withScaleotFlags(withTrainFlags(cmd))).action(async (flags: ReportFlags) => {
     await runCommand('report', flags, async (log) => {
+      refuseExistingOutput(flags.out, { overwrite: flags.overwrite });
       const { initBackend } = await import('@scaleot/backend');
       const { fiveNumberReport, renderReportMarkdown } = await importOffsite();
       await initBackend(flags.backend);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { adapterOptions } from '../adapterFlags.js';
 import { finiteNumber, intList, nonNegativeInt, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
+import { refuseExistingOutput } from '../outputGuard.js';
 
 interface Stage1Flags extends GlobalOptions {
   model: string;
@@ -60,6 +61,8 @@ export function stage1Command(): Command {
       .option('--overwrite', 'replace a completed stage-1 directory'),
   ).action(async (flags: Stage1Flags) => {
     await runCommand('stage1', flags, async (log) => {
+      // A checkpoint of an unfinished run is what resuming (the default) continues from.
+      refuseExistingOutput(flags.out, { overwrite: flags.overwrite, resumable: [`${flags.out}/checkpoint`] });
       const { initBackend } = await import('@scaleot/backend');
       const { runStage1, layerImportance } = await import('@scaleot/scaleot');
       const { layerImportanceChart, scoreTrajectoryChart } = await import('@scaleot/plots');

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { importOffsite, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR } from '../paths.js';
 import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
+import { refuseExistingOutput } from '../outputGuard.js';
 
 interface TuneFlags extends GlobalOptions, TrainFlags {
   emulator: string;
@@ -28,6 +29,7 @@ export function tuneCommand(): Command {
     .option('--overwrite', 'replace an existing output directory');
   return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: TuneFlags) => {
     await runCommand('tune', flags, async (log) => {
+      refuseExistingOutput(flags.out, { overwrite: flags.overwrite, resumable: flags.checkpointDir ? [flags.checkpointDir] : [] });
       const { initBackend } = await import('@scaleot/backend');
       const { tuneAdapter } = await importOffsite();
       await initBackend(flags.backend);
