@@ -95,7 +95,8 @@ describe('CURVE allow-list through the coordinator app', () => {
       SCALEOT_ZMQ_RESULTS_PORT: String(resultsPort),
       SCALEOT_CURVE_SERVER_PUBLIC_KEY: server.publicKey,
       SCALEOT_CURVE_SERVER_SECRET_KEY: server.secretKey,
-      SCALEOT_CURVE_CLIENT_KEYS_FILE: join(dir, 'workers.json'),
+      // What the chart sets from its CURVE Secret (the file form is checked below).
+      SCALEOT_CURVE_CLIENT_PUBLIC_KEYS: worker.publicKey,
     });
     await coordinator.waitForLog('coordinator ready', 90_000);
     params = `tcp://127.0.0.1:${paramsPort}`;
@@ -106,6 +107,25 @@ describe('CURVE allow-list through the coordinator app', () => {
 
   afterAll(async () => {
     if (coordinator) await stopProcess(coordinator);
+  });
+
+  it('takes the allow-list from a keys file, inline, or both (union); a malformed key is one startup line', async () => {
+    const extra = generateCurveKeyPair().publicKey;
+    const env = {
+      SCALEOT_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      SCALEOT_REDIS_PASSWORD: password,
+      SCALEOT_STORAGE_DIR: join(dir, 'storage'),
+      SCALEOT_API_TOKENS_FILE: join(dir, 'tokens.json'),
+      SCALEOT_HTTP_PORT: '0',
+      SCALEOT_ZMQ_PARAMS_PORT: '0',
+      SCALEOT_ZMQ_RESULTS_PORT: '0',
+      SCALEOT_CURVE_SERVER_PUBLIC_KEY: server.publicKey,
+      SCALEOT_CURVE_SERVER_SECRET_KEY: server.secretKey,
+    };
+    const both = await coordinatorStartup({ ...env, SCALEOT_CURVE_CLIENT_KEYS_FILE: join(dir, 'workers.json'), SCALEOT_CURVE_CLIENT_PUBLIC_KEYS: `${extra}, ${worker.publicKey}` });
+    expect(both.ok && [...(both.value.curveClientKeys ?? [])].sort()).toEqual([worker.publicKey, extra].sort());
+    const bad = await coordinatorStartup({ ...env, SCALEOT_CURVE_CLIENT_PUBLIC_KEYS: 'not-a-key' });
+    expect(!bad.ok && bad.problems).toEqual(['SCALEOT_CURVE_CLIENT_PUBLIC_KEYS must list 40-character Z85 CURVE public keys, comma-separated']);
   });
 
   it('takes a result from an allowed worker key; a client without one cannot push and receives nothing', async () => {

@@ -53,6 +53,8 @@ export interface ClusterConfig {
   apiRateBurst: number;
   /** `SCALEOT_CURVE_CLIENT_KEYS_FILE` (coordinator): JSON list of the workers' CURVE public keys allowed to connect; unset = any client holding the server key. */
   curveClientKeysFile?: string;
+  /** `SCALEOT_CURVE_CLIENT_PUBLIC_KEYS` (coordinator): the same allow-list inline, comma-separated (what the chart's CURVE Secret provides). */
+  curveClientPublicKeys?: string[];
   /** `SCALEOT_CURVE_CLIENT_PUBLIC_KEY` / `SCALEOT_CURVE_CLIENT_SECRET_KEY` (workers): this worker's CURVE key pair, listed in the coordinator's allow-list. */
   curveClientPublicKey?: string;
   curveClientSecretKey?: string;
@@ -99,6 +101,7 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Clus
     apiRatePerSecond: intVar(env, 'SCALEOT_API_RATE_PER_SECOND', 20, 1, 1_000_000),
     apiRateBurst: intVar(env, 'SCALEOT_API_RATE_BURST', 60, 1, 1_000_000),
     curveClientKeysFile: env.SCALEOT_CURVE_CLIENT_KEYS_FILE || undefined,
+    curveClientPublicKeys: env.SCALEOT_CURVE_CLIENT_PUBLIC_KEYS ? env.SCALEOT_CURVE_CLIENT_PUBLIC_KEYS.split(/[\s,]+/).filter(Boolean) : undefined,
     curveClientPublicKey: env.SCALEOT_CURVE_CLIENT_PUBLIC_KEY || undefined,
     curveClientSecretKey: env.SCALEOT_CURVE_CLIENT_SECRET_KEY || undefined,
   };
@@ -143,6 +146,10 @@ const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: str
   { name: 'SCALEOT_API_RATE_PER_SECOND', roles: ['coordinator'], doc: 'API requests per second per data owner; over it: 429 with Retry-After (default 20)' },
   { name: 'SCALEOT_API_RATE_BURST', roles: ['coordinator'], doc: 'API burst per data owner (default 60)' },
   { name: 'SCALEOT_CURVE_CLIENT_KEYS_FILE', roles: ['coordinator'], doc: 'JSON list of worker CURVE public keys allowed to connect (unset: any client with the server key)' },
+  { name: 'SCALEOT_OPERATOR_TOKENS_FILE', roles: ['coordinator'], doc: 'optional JSON file {"operator": "bearer token"}: tokens that see the /ui operator view (stage 1, workers, queues, every tenant)' },
+  { name: 'SCALEOT_CURVE_SECRET_NAME', roles: ['coordinator'], doc: '`scaleot-coordinator curve-keygen` (the chart\'s pre-install hook): the Kubernetes Secret it creates once with the CURVE keys' },
+  { name: 'SCALEOT_CURVE_SECRET_NAMESPACE', roles: ['coordinator'], doc: '`curve-keygen`: namespace of that Secret (default: the pod\'s)' },
+  { name: 'SCALEOT_CURVE_CLIENT_PUBLIC_KEYS', roles: ['coordinator'], doc: 'the allow-list inline: worker CURVE public keys, comma-separated (the chart sets it from its CURVE Secret)' },
   { name: 'SCALEOT_CURVE_CLIENT_PUBLIC_KEY', roles: ['worker'], doc: 'this worker\'s CURVE public key (in the coordinator\'s allow-list)' },
   { name: 'SCALEOT_CURVE_CLIENT_SECRET_KEY', roles: ['worker'], doc: 'this worker\'s CURVE secret key, from a Secret' },
   { name: 'SCALEOT_JOB_ROUTES', roles: ['coordinator'], doc: 'queue of each job kind: kind=queue,...,*=queue (default: every kind to SCALEOT_QUEUE_NAME or scaleot)' },

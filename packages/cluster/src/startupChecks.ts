@@ -67,18 +67,26 @@ export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): 
       problems.push(message(error));
     }
   }
+  const z85Key = (k: unknown) => typeof k === 'string' && /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/.test(k);
   let curveClientKeys: string[] | undefined;
   if (config.curveClientKeysFile) {
     try {
       const parsed: unknown = JSON.parse(readFileSync(config.curveClientKeysFile, 'utf8'));
-      if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((k) => typeof k === 'string' && /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/.test(k))) {
+      if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every(z85Key)) {
         problems.push(`SCALEOT_CURVE_CLIENT_KEYS_FILE: ${config.curveClientKeysFile} must hold a non-empty JSON list of 40-character Z85 CURVE public keys`);
       } else curveClientKeys = parsed as string[];
     } catch (error) {
       problems.push(`SCALEOT_CURVE_CLIENT_KEYS_FILE: ${config.curveClientKeysFile} cannot be read as JSON (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`);
     }
   }
-  if (config.curveClientKeysFile && !config.curvePublicKey) problems.push('SCALEOT_CURVE_CLIENT_KEYS_FILE is set but CURVE is off: set SCALEOT_CURVE_SERVER_PUBLIC_KEY and SCALEOT_CURVE_SERVER_SECRET_KEY too');
+  if (config.curveClientPublicKeys) {
+    if (config.curveClientPublicKeys.length === 0 || !config.curveClientPublicKeys.every(z85Key)) {
+      problems.push('SCALEOT_CURVE_CLIENT_PUBLIC_KEYS must list 40-character Z85 CURVE public keys, comma-separated');
+    } else curveClientKeys = [...new Set([...(curveClientKeys ?? []), ...config.curveClientPublicKeys])];
+  }
+  if ((config.curveClientKeysFile || config.curveClientPublicKeys) && !config.curvePublicKey) {
+    problems.push('a CURVE client allow-list (SCALEOT_CURVE_CLIENT_KEYS_FILE / SCALEOT_CURVE_CLIENT_PUBLIC_KEYS) is set but CURVE is off: set SCALEOT_CURVE_SERVER_PUBLIC_KEY and SCALEOT_CURVE_SERVER_SECRET_KEY too');
+  }
   if (config.curvePublicKey && !config.curveSecretKey) problems.push('SCALEOT_CURVE_SERVER_PUBLIC_KEY is set without SCALEOT_CURVE_SERVER_SECRET_KEY');
   const ports: [string, number][] = [
     ['SCALEOT_HTTP_PORT', config.httpPort],
