@@ -23,10 +23,11 @@ async function scaleot(args: string[]): Promise<Record<string, unknown>> {
   }
 }
 
+// Distillation reads the whole SOTU corpus (~40 s here): once, on OPT.
 const FAMILIES = [
-  { name: 'opt', dir: 'families/opt-tiny', dtype: 'F16', shards: 2 },
-  { name: 'llama', dir: 'families/llama-tiny', dtype: 'BF16', shards: 1 },
-  { name: 'llama3', dir: 'families/llama3-tiny', dtype: 'BF16', shards: 1 },
+  { name: 'opt', dir: 'families/opt-tiny', dtype: 'F16', shards: 2, distill: true },
+  { name: 'llama', dir: 'families/llama-tiny', dtype: 'BF16', shards: 1, distill: false },
+  { name: 'llama3', dir: 'families/llama3-tiny', dtype: 'BF16', shards: 1, distill: false },
 ] as const;
 
 // 4 blocks: adapters 0 and 3, middle 1 and 2 (one group; α = 0.5 replaces one of them).
@@ -68,7 +69,7 @@ async function expectPluggedLikeSource(sourceDir: string, pluggedDir: string, ad
   return changed;
 }
 
-describe.each(FAMILIES)('$name tiny fixture through the whole pipeline', ({ name, dir, dtype, shards }) => {
+describe.each(FAMILIES)('$name tiny fixture through the whole pipeline', ({ name, dir, dtype, shards, distill: withDistill }) => {
   const model = () => join(FIXTURES_DIR, dir);
   const blockOf = (tensor: string) => {
     const m = /(?:^|\.)layers\.(\d+)\./.exec(tensor);
@@ -110,23 +111,25 @@ describe.each(FAMILIES)('$name tiny fixture through the whole pipeline', ({ name
     }
   });
 
-  it('uniform LayerDrop + distillation: emulate --drop --distill → tune (LoRA) → plugin → eval', { timeout: 600_000 }, async () => {
+  it(`uniform LayerDrop${withDistill ? ' + distillation' : ''}: emulate --drop → tune (LoRA) → plugin → eval`, { timeout: 600_000 }, async () => {
     const emuDir = join(work, `${name}-uniform-emu`);
-    const distill = ['--distill', '--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--warmup', '1'];
+    const distill = withDistill ? ['--distill', '--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--warmup', '1'] : [];
     await scaleot(['emulate', '--model', model(), ...ADAPTERS, '--drop', '2', ...distill, '--out', emuDir]);
     const manifest = JSON.parse(await readFile(join(emuDir, 'emulator.json'), 'utf8'));
     expect(manifest.layerMap).toEqual(['adapter', 'raw', 'dropped', 'adapter']);
-    expect(manifest.parameters.distill).toMatchObject({ corpus: 'sotu' });
-    // The distilled middle block moved away from the source's weights.
-    const source = await Checkpoint.open(model());
-    let moved = 0;
-    for (const [tensor, w] of await SafetensorsFile.readAllFloat32(join(emuDir, 'model.safetensors'))) {
-      if (blockOf(tensor) !== 1) continue;
-      const original = await source.readFloat32(tensor);
-      if (w.data.some((v, i) => v !== original[i])) moved++;
+    if (withDistill) {
+      expect(manifest.parameters.distill).toMatchObject({ corpus: 'sotu' });
+      // The distilled middle block moved away from the source's weights.
+      const source = await Checkpoint.open(model());
+      let moved = 0;
+      for (const [tensor, w] of await SafetensorsFile.readAllFloat32(join(emuDir, 'model.safetensors'))) {
+        if (blockOf(tensor) !== 1) continue;
+        const original = await source.readFloat32(tensor);
+        if (w.data.some((v, i) => v !== original[i])) moved++;
+      }
+      await source.close();
+      expect(moved).toBeGreaterThan(0);
     }
-    await source.close();
-    expect(moved).toBeGreaterThan(0);
     const adapter = join(work, `${name}-uniform-adapter`);
     expect(await scaleot(['tune', '--emulator', emuDir, ...TUNE, '--lora-rank', '4', '--out', adapter])).toMatchObject({ completed: true });
     const plugged = join(work, `${name}-uniform-plugged`);
