@@ -1,0 +1,41 @@
+import * as tf from '@tensorflow/tfjs';
+import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { BindingLimitError } from '../BindingLimitError.js';
+
+/** tfjs-backend-webgpu stores float32, int32 and bool as 4 bytes per element. */
+const BYTES_PER_ELEMENT = 4;
+
+type RunProgram = WebGPUBackend['runWebGPUProgram'];
+
+function bytesOf(shape: readonly number[]): number {
+  return tf.util.sizeFromShape(shape as number[]) * BYTES_PER_ELEMENT;
+}
+
+/**
+ * tfjs's WebGPU backend, refusing with a typed error (before anything is dispatched or allocated)
+ * any program whose output or input would be bound with more bytes than the device's
+ * `maxStorageBufferBindingSize`: the drivers then compute garbage silently.
+ */
+export class GuardedWebGpuBackend extends WebGPUBackend {
+  private readonly bindingLimit: number;
+
+  constructor(device: GPUDevice, adapterInfo: GPUAdapterInfo) {
+    super(device, adapterInfo);
+    this.bindingLimit = device.limits.maxStorageBufferBindingSize;
+  }
+
+  override runWebGPUProgram(...args: Parameters<RunProgram>): ReturnType<RunProgram> {
+    const [program, inputs, , , output] = args;
+    const name = program.constructor?.name ?? 'WebGPU program';
+    const outShape = output?.shape ?? program.outputShape;
+    if (bytesOf(outShape) > this.bindingLimit) {
+      throw new BindingLimitError(`the output of ${name}`, outShape, bytesOf(outShape), this.bindingLimit);
+    }
+    for (const input of inputs) {
+      if (bytesOf(input.shape) > this.bindingLimit) {
+        throw new BindingLimitError(`an input of ${name}`, input.shape, bytesOf(input.shape), this.bindingLimit);
+      }
+    }
+    return super.runWebGPUProgram(...args);
+  }
+}
