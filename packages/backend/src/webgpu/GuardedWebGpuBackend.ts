@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { BackendError } from '../BackendError.js';
 import { BindingLimitError } from '../BindingLimitError.js';
 
 /** tfjs-backend-webgpu stores float32, int32 and bool as 4 bytes per element. */
@@ -14,14 +15,17 @@ function bytesOf(shape: readonly number[]): number {
 /**
  * tfjs's WebGPU backend, refusing with a typed error (before anything is dispatched or allocated)
  * any program whose output or input would be bound with more bytes than the device's
- * `maxStorageBufferBindingSize`: the drivers then compute garbage silently.
+ * `maxStorageBufferBindingSize`, or that binds more storage buffers than the device has slots for:
+ * in both cases WebGPU computes garbage or drops the work without an exception.
  */
 export class GuardedWebGpuBackend extends WebGPUBackend {
   private readonly bindingLimit: number;
+  private readonly bufferSlots: number;
 
   constructor(device: GPUDevice, adapterInfo: GPUAdapterInfo) {
     super(device, adapterInfo);
     this.bindingLimit = device.limits.maxStorageBufferBindingSize;
+    this.bufferSlots = device.limits.maxStorageBuffersPerShaderStage;
   }
 
   override runWebGPUProgram(...args: Parameters<RunProgram>): ReturnType<RunProgram> {
@@ -30,6 +34,15 @@ export class GuardedWebGpuBackend extends WebGPUBackend {
     const outShape = output?.shape ?? program.outputShape;
     if (bytesOf(outShape) > this.bindingLimit) {
       throw new BindingLimitError(`the output of ${name}`, outShape, bytesOf(outShape), this.bindingLimit);
+    }
+    if (inputs.length + 1 > this.bufferSlots) {
+      // Past the slot limit WebGPU drops the whole command buffer without an exception.
+      throw new BackendError(
+        'WEBGPU_TOO_MANY_BINDINGS',
+        `${name} binds ${inputs.length} inputs and 1 output, over this GPU's maxStorageBuffersPerShaderStage of ${this.bufferSlots}; ` +
+          'split the op into smaller groups or use SCALEOT_BACKEND=wasm',
+        { where: 'webgpu' },
+      );
     }
     for (const input of inputs) {
       if (bytesOf(input.shape) > this.bindingLimit) {
