@@ -173,6 +173,16 @@ describe.skipIf(unavailable !== undefined)(`webgpu backend on ${adapter?.device 
     tf.dispose([ids, x, xg, idsg, sum, xi]);
   });
 
+  it('a synchronous read of GPU data is a typed error, not a ReferenceError; host data still reads', async () => {
+    await onWebGpu();
+    const host = tf.tensor1d([1, 2, 3]);
+    expect(Array.from(host.dataSync())).toEqual([1, 2, 3]);
+    const onGpu = tf.mul(tf.fill([2000], 2), 3); // over tfjs's CPU hand-off size: computed on the GPU
+    expect(() => onGpu.dataSync()).toThrow(expect.objectContaining({ code: 'WEBGPU_SYNC_READ' }));
+    expect((await onGpu.data())[1999]).toBe(6);
+    tf.dispose([host, onGpu]);
+  });
+
   it('adds 40 tensors in one addN (past the storage-buffer slots of GLES drivers) exactly', async () => {
     await onWebGpu();
     const parts = Array.from({ length: 40 }, (_, i) => tf.mul(tf.fill([3, 5], i + 1), 1));

@@ -28,6 +28,23 @@ export class GuardedWebGpuBackend extends WebGPUBackend {
     this.bufferSlots = device.limits.maxStorageBuffersPerShaderStage;
   }
 
+  /**
+   * tfjs reads GPU data synchronously through OffscreenCanvas, which Node lacks (it would throw a bare
+   * ReferenceError): say what to do instead. Data still on the host reads as before.
+   */
+  override readSync(dataId: object): ReturnType<WebGPUBackend['readSync']> {
+    const data = this.tensorMap.get(dataId);
+    if (data.values == null && data.dtype !== 'string' && data.dtype !== 'complex64' && typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas === 'undefined') {
+      throw new BackendError(
+        'WEBGPU_SYNC_READ',
+        `a synchronous read (dataSync/arraySync, or moving a tensor to another backend) of a ${data.dtype} [${data.shape.join(', ')}] ` +
+          'tensor held by the GPU; WebGPU in Node reads only asynchronously: use await tensor.data() / array(), or SCALEOT_BACKEND=wasm',
+        { where: 'webgpu' },
+      );
+    }
+    return super.readSync(dataId);
+  }
+
   override runWebGPUProgram(...args: Parameters<RunProgram>): ReturnType<RunProgram> {
     const [program, inputs, , , output] = args;
     const name = program.constructor?.name ?? 'WebGPU program';
