@@ -9,7 +9,7 @@
 #   scripts/gpu-check.sh run    on the GPU machine (no Node needed) or here: unpacks the bundle, brings
 #                               the Vulkan loader when the system has none, points Vulkan at NVIDIA's
 #                               ICD when present, runs the check; JSON to $OUT/gpu-check.json (or
-#                               .bench/gpu-check/out/ when OUT is unset)
+#                               .bench/gpu-check-out/ when OUT is unset)
 #
 # Environment: SCALEOT_WEBGPU_SOFTWARE=1 accepts a software adapter (CPU-only machines);
 # GPU_CHECK_JOB=small runs a short job (2+1 steps, batch 2, 64 tokens) for software adapters;
@@ -62,7 +62,7 @@ run() {
   fi
   local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES=$icd; fi
-  local out=${OUT:-$BUNDLE/out}
+  local out=${OUT:-$ROOT/.bench/gpu-check-out}  # never inside the carried bundle folder
   mkdir -p "$out"
   local small=0
   [ "${GPU_CHECK_JOB:-}" = small ] && small=1
