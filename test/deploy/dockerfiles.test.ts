@@ -10,11 +10,12 @@ const byName = (name: string) => {
 };
 
 describe('Dockerfiles', () => {
-  it('exist for the coordinator, the CPU worker and the GPU worker', () => {
+  it('exist for the coordinator, the CPU worker and the GPU workers (tfjs-node-gpu, webgpu)', () => {
     expect(dockerfiles.map((f) => f.split('/').pop())).toEqual([
       'coordinator.Dockerfile',
       'worker-cpu.Dockerfile',
       'worker-gpu.Dockerfile',
+      'worker-webgpu.Dockerfile',
     ]);
   });
 

@@ -1,3 +1,5 @@
 export { BackendError } from './BackendError.js';
-export { initBackend, activeBackend, BACKEND_NAMES, type BackendName } from './initBackend.js';
+export { initBackend, activeBackend, webGpuAdapterInfo, BACKEND_NAMES, type BackendName } from './initBackend.js';
+export { BindingLimitError } from './BindingLimitError.js';
+export type { WebGpuAdapterSummary } from './webgpu/WebGpuAdapterSummary.js';
 export { geluNew, crossEntropyPerToken } from './ops.js';

@@ -2,10 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import { createLogger, type Logger } from '@scaleot/core';
 import { BackendError } from './BackendError.js';
 import { registerWasmKernelFixes } from './wasm/registerWasmKernelFixes.js';
+import type { WebGpuAdapterSummary } from './webgpu/WebGpuAdapterSummary.js';
 
-export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow' | 'webgpu';
 
-export const BACKEND_NAMES: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow'];
+export const BACKEND_NAMES: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow', 'webgpu'];
 
 /** Native packages tried in order for the `tensorflow` backend; never dependencies of this repo. */
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
@@ -16,13 +17,17 @@ const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] a
 tf.env().set('PROD', true);
 
 let log: Logger | undefined;
+let webGpu: WebGpuAdapterSummary | undefined;
 let chain: Promise<unknown> = Promise.resolve();
 
 function isBackendName(name: unknown): name is BackendName {
   return typeof name === 'string' && (BACKEND_NAMES as readonly string[]).includes(name);
 }
 
-/** `auto`: the native `tensorflow` backend when its package loads (GPU images), else `wasm`. */
+/**
+ * `auto`: `webgpu` on a real GPU adapter (a software one only with SCALEOT_WEBGPU_SOFTWARE=1), else
+ * the native `tensorflow` backend when its package loads, else `wasm`.
+ */
 const AUTO = 'auto';
 
 function resolveName(name: string | undefined): BackendName | typeof AUTO {
@@ -104,6 +109,11 @@ async function activate(name: BackendName): Promise<BackendName> {
     details.getThreadsCount = wasm.getThreadsCount;
   } else if (name === 'tensorflow') {
     details.package = await prepareNative();
+  } else if (name === 'webgpu') {
+    // Imported on demand: Dawn (21 MB) and the webgpu kernels load only when asked for.
+    const { prepareWebGpu } = await import('./webgpu/prepareWebGpu.js');
+    webGpu = await prepareWebGpu();
+    details.adapter = webGpu;
   }
   let ok: boolean;
   try {
@@ -127,19 +137,46 @@ async function activate(name: BackendName): Promise<BackendName> {
   return name;
 }
 
-async function activateAuto(): Promise<BackendName> {
+/** Undoes a failed webgpu start: tfjs sets its backend name before initialising, and would keep it. */
+async function discardFailedWebGpu(): Promise<void> {
+  webGpu = undefined;
+  const { discardWebGpu } = await import('./webgpu/prepareWebGpu.js');
+  discardWebGpu();
+}
+
+/** `webgpu`, or `wasm` with one logged line when no adapter qualifies or the start fails. */
+async function activateWebGpu(): Promise<BackendName> {
   try {
-    return await activate('tensorflow');
+    return await activate('webgpu');
   } catch (error) {
+    await discardFailedWebGpu();
     log ??= createLogger('backend');
-    log.info({ reason: (error as Error).message }, 'SCALEOT_BACKEND=auto: native tensorflow backend unavailable, using wasm');
+    const e = error as { code?: string; message?: string };
+    log.warn({ code: e.code, reason: e.message }, `SCALEOT_BACKEND=webgpu: WebGPU unavailable (${e.message}); using wasm`);
     return activate('wasm');
   }
 }
 
+async function activateAuto(): Promise<BackendName> {
+  const reasons: string[] = [];
+  for (const name of ['webgpu', 'tensorflow'] as const) {
+    try {
+      return await activate(name);
+    } catch (error) {
+      if (name === 'webgpu') await discardFailedWebGpu();
+      reasons.push(`${name}: ${(error as Error).message}`);
+    }
+  }
+  log ??= createLogger('backend');
+  log.info({ reasons }, 'SCALEOT_BACKEND=auto: no GPU adapter and no native tensorflow backend, using wasm');
+  return activate('wasm');
+}
+
 /**
  * Selects and initialises the tfjs backend: `name`, else SCALEOT_BACKEND, else `wasm`; `auto` picks
- * the native `tensorflow` backend when it loads and `wasm` otherwise. Calling it
+ * `webgpu` on a real GPU, else the native `tensorflow` backend when it loads, else `wasm`. `webgpu`
+ * that cannot start falls back to `wasm` with one logged warning: the returned name (and
+ * `tf.getBackend()`) is the backend actually running. Calling it
  * again with the active backend is a no-op; with another name it switches. For `wasm` the kernel
  * fixes of this package are registered first. Calls are serialised.
  */
@@ -150,7 +187,7 @@ export function initBackend(name?: BackendName | typeof AUTO | string): Promise<
   } catch (error) {
     return Promise.reject(error);
   }
-  const run = () => (resolved === AUTO ? activateAuto() : activate(resolved));
+  const run = () => (resolved === AUTO ? activateAuto() : resolved === 'webgpu' ? activateWebGpu() : activate(resolved));
   const next = chain.then(run, run);
   chain = next.catch(() => undefined);
   return next;
@@ -160,4 +197,9 @@ export function initBackend(name?: BackendName | typeof AUTO | string): Promise<
 export function activeBackend(): BackendName | undefined {
   const current = tf.engine().backendName;
   return isBackendName(current) ? current : undefined;
+}
+
+/** The WebGPU adapter the `webgpu` backend runs on (undefined unless it is the active backend). */
+export function webGpuAdapterInfo(): WebGpuAdapterSummary | undefined {
+  return tf.engine().backendName === 'webgpu' ? webGpu : undefined;
 }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { activeBackend, BackendError, initBackend } from '@scaleot/backend';
+import { activeBackend, BackendError, initBackend, webGpuAdapterInfo } from '@scaleot/backend';
 
 process.env.SCALEOT_LOG_LEVEL ??= 'silent';
 
@@ -27,10 +27,10 @@ describe('initBackend', () => {
   });
 
   it('rejects an unknown name with the valid ones', async () => {
-    const error = await initBackend('webgpu').catch((e: unknown) => e);
+    const error = await initBackend('webgl').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendError);
     expect(error).toMatchObject({ code: 'UNKNOWN_BACKEND', where: 'initBackend' });
-    expect((error as Error).message).toMatch(/wasm, cpu, tensorflow, auto/);
+    expect((error as Error).message).toMatch(/wasm, cpu, tensorflow, webgpu, auto/);
     expect(activeBackend()).toBeUndefined();
   });
 
@@ -76,11 +76,20 @@ describe('initBackend', () => {
     },
   );
 
-  it('auto takes the native backend when it loads, else wasm', async () => {
+  it('auto takes a real GPU adapter (never a software one unless asked), else the native backend, else wasm', async () => {
     await initBackend('cpu');
+    delete process.env.SCALEOT_WEBGPU_SOFTWARE;
     const native = installed('@tensorflow/tfjs-node') || installed('@tensorflow/tfjs-node-gpu');
-    await expect(initBackend('auto')).resolves.toBe(native ? 'tensorflow' : 'wasm');
-    expect(activeBackend()).toBe(native ? 'tensorflow' : 'wasm');
+    const chosen = await initBackend('auto');
+    expect(activeBackend()).toBe(chosen);
+    expect(tf.getBackend()).toBe(chosen);
+    if (chosen === 'webgpu') {
+      expect(webGpuAdapterInfo()?.software).toBe(false);
+    } else {
+      expect(chosen).toBe(native ? 'tensorflow' : 'wasm');
+      // The failed webgpu attempt left nothing registered that tfjs could fall back on later.
+      expect(tf.findBackendFactory('webgpu')).toBeNull();
+    }
   });
 });
 

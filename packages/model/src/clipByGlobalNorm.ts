@@ -7,7 +7,10 @@ import * as tf from '@tensorflow/tfjs';
  */
 export function clipByGlobalNorm<T extends tf.Tensor[] | Map<string, tf.Tensor>>(grads: T, maxNorm: number): { grads: T; norm: number } {
   const list = grads instanceof Map ? [...grads.values()] : (grads as tf.Tensor[]);
-  const norm = globalNorm(list);
+  return scaleToNorm(grads, list, globalNorm(list), maxNorm);
+}
+
+function scaleToNorm<T extends tf.Tensor[] | Map<string, tf.Tensor>>(grads: T, list: tf.Tensor[], norm: number, maxNorm: number): { grads: T; norm: number } {
   const scale = maxNorm > 0 && Number.isFinite(maxNorm) ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
   const scaled = tf.tidy(() => list.map((g) => (scale === 1 ? tf.clone(g) : tf.mul(g, scale))));
   if (grads instanceof Map) {
@@ -24,4 +27,19 @@ export function globalNorm(grads: tf.Tensor[]): number {
   const value = sq.dataSync()[0];
   sq.dispose();
   return value;
+}
+
+/**
+ * `clipByGlobalNorm` reading the norm with an async download: the same result, and the only form
+ * that works on the webgpu backend (WebGPU has no synchronous readback in Node).
+ */
+export async function clipByGlobalNormAsync<T extends tf.Tensor[] | Map<string, tf.Tensor>>(grads: T, maxNorm: number): Promise<{ grads: T; norm: number }> {
+  const list = grads instanceof Map ? [...grads.values()] : (grads as tf.Tensor[]);
+  let norm = 0;
+  if (list.length > 0) {
+    const sq = tf.tidy(() => tf.sqrt(tf.addN(list.map((g) => tf.sum(tf.mul(g, g))))));
+    norm = (await sq.data())[0];
+    sq.dispose();
+  }
+  return scaleToNorm(grads, list, norm, maxNorm);
 }

@@ -16,7 +16,7 @@ export { layerNorm, linear, addBias, causalAttention, causalMask, paddedCausalBi
 // The fused activation and loss live in the backend package (kernel-level recipes); re-exported for model users.
 export { geluNew, crossEntropyPerToken } from '@scaleot/backend';
 export { AdamW, type AdamWOptions, type AdamWState } from './AdamW.js';
-export { clipByGlobalNorm, globalNorm } from './clipByGlobalNorm.js';
+export { clipByGlobalNorm, clipByGlobalNormAsync, globalNorm } from './clipByGlobalNorm.js';
 export { warmupCosine, type WarmupCosineOptions } from './warmupCosine.js';
 export { tokenBatch, sliceBatch, targetTokens, type TokenBatch } from './TokenBatch.js';
 export { accumulateGradients, computeGradients, type GradientResult } from './gradients.js';

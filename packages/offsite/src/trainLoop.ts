@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Progress, type Logger } from '@scaleot/core';
 import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/checkpoint';
-import { accumulateGradients, AdamW, clipByGlobalNorm, warmupCosine, type CausalLM } from '@scaleot/model';
+import { accumulateGradients, AdamW, clipByGlobalNormAsync, warmupCosine, type CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { writeArtifactDir } from './artifactDir.js';
 import { shiftedLossSum } from './lmMath.js';
@@ -151,7 +151,7 @@ export async function trainLoop(
         accumulateGradients(acc, vars, grads);
       }
       const gradMap = new Map<string, tf.Tensor>(names.map((n, i) => [n, acc[i] ?? tf.zerosLike(vars[i])]));
-      const { grads: clipped, norm } = clipByGlobalNorm(gradMap, hyper.gradClip);
+      const { grads: clipped, norm } = await clipByGlobalNormAsync(gradMap, hyper.gradClip);
       tf.dispose([...gradMap.values()]);
       const lr = schedule(step);
       optimizer.apply(clipped, lr);
