@@ -3,7 +3,7 @@ import { createMetrics, startMetricsServer, type MetricsServer, type ScaleotMetr
 import { JobQueue, JobWorker, type JobHandlers } from '@scaleot/queue';
 import type { ResultSenderOptions } from '@scaleot/transport';
 import { redisConnectionOf, type ClusterConfig } from './clusterConfig.js';
-import { ModelCache } from './ModelCache.js';
+import { ComputeExecutor } from '@scaleot/model';
 import { pipelineHandlers } from './pipelineHandlers.js';
 import { Stage1WorkerRuntime } from './Stage1WorkerRuntime.js';
 
@@ -15,6 +15,8 @@ export interface ClusterWorkerOptions {
   handlers?: JobHandlers;
   /** Result-delivery settings (tests inject `beforeSend`). */
   sender?: Pick<ResultSenderOptions, 'ackTimeoutMs' | 'attempts' | 'beforeSend'>;
+  /** Where job compute runs. Default: a new ComputeExecutor (one thread), closed with the worker. */
+  compute?: ComputeExecutor;
   /** Start the /healthz /readyz /metrics server. Default true. */
   serveMetrics?: boolean;
   logger?: Logger;
@@ -28,10 +30,10 @@ export interface ClusterWorkerOptions {
  */
 export class ClusterWorker {
   readonly metrics: ScaleotMetrics;
-  readonly models = new ModelCache();
   private constructor(
     readonly worker: JobWorker,
     readonly runtime: Stage1WorkerRuntime,
+    readonly compute: ComputeExecutor,
     private readonly queue: JobQueue,
     metrics: ScaleotMetrics,
     private readonly log: Logger,
@@ -47,13 +49,15 @@ export class ClusterWorker {
     const metrics = createMetrics({ defaultLabels: { service: 'worker', worker_group: config.workerGroup } });
     const connection = redisConnectionOf(config);
     const queueName = options.queueName ?? 'scaleot';
-    const models = new ModelCache();
+    // One compute thread per worker: every job's compute runs there (the base model is loaded once,
+    // in that thread), so this thread's event loop keeps renewing locks and answering /healthz.
+    const compute = options.compute ?? new ComputeExecutor({ logger: log });
     const runtime = new Stage1WorkerRuntime({
+      compute,
       storageDir: config.storageDir,
       defaultParamsAddress: `tcp://${config.coordinatorHost}:${config.paramsPort}`,
       curve: config.curvePublicKey ? { serverPublicKey: config.curvePublicKey } : undefined,
       sender: options.sender,
-      models,
       onTransfer: (direction, bytes) => metrics.transferBytes.inc({ direction }, bytes),
       logger: log,
     });
@@ -66,7 +70,7 @@ export class ClusterWorker {
       lockDurationMs: config.jobLockMs,
       stalledIntervalMs: config.stalledIntervalMs,
       logger: log,
-      handlers: { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, logger: log }), ...options.handlers },
+      handlers: { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, compute, logger: log }), ...options.handlers },
     });
     const observe = (kind: string, outcome: string, job?: { processedOn?: number; finishedOn?: number }) => {
       if (job?.processedOn) metrics.jobDuration.observe({ queue: queueName, kind, outcome }, ((job.finishedOn ?? Date.now()) - job.processedOn) / 1000);
@@ -81,12 +85,12 @@ export class ClusterWorker {
     });
     const queue = new JobQueue({ name: queueName, prefix: config.queuePrefix, connection });
     metrics.trackQueue(queue.queue);
-    const self = new ClusterWorker(worker, runtime, queue, metrics, log, undefined, state);
+    const self = new ClusterWorker(worker, runtime, compute, queue, metrics, log, undefined, state);
     if (options.serveMetrics ?? true) {
       self.server = await startMetricsServer({
         port: config.metricsPort,
         registry: metrics.registry,
-        health: () => ({ live: true, ready: state.ready && !state.draining, details: { queue: queueName, group: config.workerGroup, draining: state.draining, models: runtime.models.loaded } }),
+        health: () => ({ live: true, ready: state.ready && !state.draining, details: { queue: queueName, group: config.workerGroup, draining: state.draining, models: runtime.models, computing: compute.busy } }),
       });
     }
     await worker.waitUntilReady();
@@ -104,6 +108,7 @@ export class ClusterWorker {
     this.state.draining = true;
     await this.worker.close();
     await this.runtime.close();
+    await this.compute.close();
     await this.queue.close();
     await this.server?.close();
     this.log.info({ pid: process.pid }, 'worker closed');

@@ -2,6 +2,8 @@ export { ClusterError } from './ClusterError.js';
 export { clusterConfigFromEnv, environmentHelp, redisConnectionOf, resolveArtifact, type ClusterConfig } from './clusterConfig.js';
 export { writeTokenStream, readTokenStream, randomWindowStarts, windowBatch } from './tokenStreams.js';
 export { ModelCache } from './ModelCache.js';
+export { COMPUTE_JOBS } from './pipelineHandlers.js';
+export type { JobStorage, PipelineJobArgs, Stage1ComputeArgs, Stage1ShardCompute } from './computeJobs.js';
 export {
   paramsVersion,
   decodeVersion,

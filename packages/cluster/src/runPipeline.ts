@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { atomicWriteFile, atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import type { TrainHyperParameters } from '@scaleot/offsite';
 import { JobQueue } from '@scaleot/queue';
+import { ComputeExecutor } from '@scaleot/model';
 import { readStage1, runStage1, type Stage1HyperParameters, type Stage1StepLog } from '@scaleot/scaleot';
 import { ClusterError } from './ClusterError.js';
 import { Coordinator, renderFiveNumbers, type FiveNumbers, type PrivacyPreset, type TuningRequest } from './Coordinator.js';
@@ -160,7 +161,8 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   return { mode, reason, outDir, stage1Dir, scores: stage1.scores, reports, reportFile, plots, seconds: (performance.now() - started) / 1000 };
 
   async function inProcess(): Promise<TuningRequest[]> {
-    const handlers = pipelineHandlers({ storageDir: storage, dataRoot, logger: log });
+    const compute = new ComputeExecutor({ logger: log });
+    const handlers = pipelineHandlers({ storageDir: storage, dataRoot, compute, logger: log });
     const coordinator = new Coordinator({
       storageDir: storage,
       runner: new LocalJobRunner(handlers),
@@ -187,6 +189,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         unsubscribe();
       }
     }
+    await compute.close();
     return done;
   }
 

@@ -29,3 +29,6 @@ export { RmsNorm, rmsNorm } from './RmsNorm.js';
 export { RotaryEmbedding, applyRotary, ropeInverseFrequencies, type RopeScaling, type RotaryConfig, type RotaryTables } from './rotary.js';
 export { groupedCausalMask, groupedAttentionBias } from './groupedAttention.js';
 export { swiGlu } from './families/llama/swiGlu.js';
+export { ComputeExecutor, ComputeError, type ComputeExecutorOptions, type ComputeRunOptions } from './ComputeExecutor.js';
+export type { ComputeTask, ComputeTaskContext, ComputeTaskFunction } from './computeProtocol.js';
+export { computeThreads, cgroupCpuLimit } from './cpuBudget.js';
