@@ -21,7 +21,7 @@ export { warmupCosine, type WarmupCosineOptions } from './warmupCosine.js';
 export { tokenBatch, sliceBatch, targetTokens, type TokenBatch } from './TokenBatch.js';
 export { accumulateGradients, computeGradients, type GradientResult } from './gradients.js';
 export { Trainer, type TrainerOptions, type StepInfo } from './Trainer.js';
-export { DataParallelTrainer, type DataParallelTrainerOptions } from './DataParallelTrainer.js';
+export { DataParallelTrainer, type DataParallelTrainerOptions, type TrainableSlot } from './DataParallelTrainer.js';
 export { useBackend, type BackendChoice } from './useBackend.js';
 export type { OptConfig, OptActivation } from './families/opt/index.js';
 export type { LlamaConfig, LlamaModelType } from './families/llama/index.js';

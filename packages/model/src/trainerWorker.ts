@@ -31,7 +31,12 @@ async function main(): Promise<void> {
   await useBackend(init.backend);
   const model = await buildReplica();
   init.weights = [];
-  const all = model.namedWeights();
+  let all = model.namedWeights();
+  if (init.replicaModule && init.replicaVariables) {
+    const mod = (await import(init.replicaModule)) as Record<string, unknown>;
+    const variablesOf = mod[init.replicaVariables] as (model: CausalLM, args: unknown) => Map<string, tf.Variable>;
+    all = new Map([...all, ...variablesOf(model, init.replicaArgs)]);
+  }
   const vars = new Map<string, tf.Variable>();
   const offsets: number[] = [];
   let total = 0;
@@ -58,6 +63,36 @@ async function main(): Promise<void> {
           g.dispose();
         }
         post({ type: 'grads', id: req.id, lossSum });
+        return;
+      }
+      case 'gradParts': {
+        // Several micro-batches (of different lengths): the Σ of their gradients, normalised by the global target count.
+        slot.fill(0);
+        let lossSum = 0;
+        for (const part of req.parts) {
+          const r = computeGradients(model, vars, part, req.normalizer, part.rows);
+          lossSum += r.lossSum;
+          let i = 0;
+          for (const g of r.grads.values()) {
+            const data = g.dataSync() as Float32Array;
+            const off = offsets[i++];
+            for (let k = 0; k < data.length; k++) slot[off + k] += data[k];
+            g.dispose();
+          }
+        }
+        post({ type: 'grads', id: req.id, lossSum });
+        return;
+      }
+      case 'loadTrainable': {
+        // The caller applied the update and wrote the trained values into the shared buffer.
+        tf.tidy(() => {
+          let i = 0;
+          for (const v of vars.values()) {
+            const off = offsets[i++];
+            v.assign(tf.tensor(sum.slice(off, off + v.size), v.shape, 'float32'));
+          }
+        });
+        post({ type: 'done', id: req.id });
         return;
       }
       case 'apply': {

@@ -16,7 +16,7 @@ export {
   type Manifest,
 } from './manifest.js';
 export { sourceModelInfo, type SourceModelInfo } from './sourceModel.js';
-export { registerBlockKind, type BlockKindFactory, type BlockKindContext } from './blockKinds.js';
+export { registerBlockKind, blockKindModules, type BlockKindFactory, type BlockKindContext } from './blockKinds.js';
 export { saveEmulator, loadEmulator, buildEmulatorModel, stemParameterNames, layerDropMap, TOKENIZER_FILES, copiedModelFiles, type EmulatorSpec, type LoadedEmulator, type ShapedArray } from './emulator.js';
 export { LoraBlock, isLoraHost } from './LoraBlock.js';
 export { shiftedTokenNll, nllScorer, logprobScorer } from './lmMath.js';
