@@ -3,6 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { ScaleotError } from '@scaleot/core';
 import { createModel } from './createModel.js';
+import { crossEntropyPerToken } from '@scaleot/backend';
 import { computeGradients } from './gradients.js';
 import type { ModelConfig } from './families/types.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './trainerProtocol.js';
@@ -66,19 +67,33 @@ async function main(): Promise<void> {
         return;
       }
       case 'gradParts': {
-        // Several micro-batches (of different lengths): the Σ of their gradients, normalised by the global target count.
+        // Several micro-batches (of different lengths): Σ of their gradients, normalised by the global
+        // target count. Rows hold T + 1 tokens (inputs, then the last target), as the tuning loop's
+        // windows do: the model reads the first T, exactly like offsite's shiftedLossSum.
         slot.fill(0);
         let lossSum = 0;
+        const varList = [...vars.values()];
         for (const part of req.parts) {
-          const r = computeGradients(model, vars, part, req.normalizer, part.rows);
-          lossSum += r.lossSum;
-          let i = 0;
-          for (const g of r.grads.values()) {
+          const { value, grads } = tf.tidy(() =>
+            tf.variableGrads(() => {
+              const ids = tf.tensor2d(part.ids, [part.rows, part.seqLen], 'int32');
+              const inputs = tf.slice(ids, [0, 0], [part.rows, part.seqLen - 1]) as tf.Tensor2D;
+              const targets = tf.slice(ids, [0, 1], [part.rows, part.seqLen - 1]);
+              const nll = crossEntropyPerToken(model.head(model.runBlocks(model.embed(inputs))), targets);
+              const masked = part.lossMask ? tf.mul(nll, tf.tensor2d(part.lossMask, [part.rows, part.seqLen - 1], 'float32')) : nll;
+              return tf.div(tf.sum(masked), req.normalizer) as tf.Scalar;
+            }, varList),
+          );
+          lossSum += value.dataSync()[0] * req.normalizer;
+          value.dispose();
+          varList.forEach((v, i) => {
+            const g = grads[v.name];
+            if (!g) return; // not on the loss path: its gradient is 0
             const data = g.dataSync() as Float32Array;
-            const off = offsets[i++];
+            const off = offsets[i];
             for (let k = 0; k < data.length; k++) slot[off + k] += data[k];
             g.dispose();
-          }
+          });
         }
         post({ type: 'grads', id: req.id, lossSum });
         return;

@@ -39,6 +39,8 @@ export interface TuneAdapterResult {
   outDir: string;
   train: TrainResult;
   hyper: TrainHyperParameters;
+  /** Threads that computed gradients. */
+  threads: number;
 }
 
 /** The data owner's side: tune the adapter blocks of an emulator on a task and write the adapter artifact. */
@@ -49,7 +51,8 @@ export async function tuneAdapter(opts: TuneAdapterOptions): Promise<TuneAdapter
   try {
     const hyper = { ...DEFAULT_TRAIN, ...opts.hyper };
     // Every core this job is given (available parallelism, capped by the cgroup limit and SCALEOT_THREADS).
-    const tuned = await tuneAdapterInMemory(emu, task, tokenizer, hyper, opts.lora ?? null, { ...opts, threads: opts.threads ?? computeThreads() });
+    const threads = opts.threads ?? computeThreads();
+    const tuned = await tuneAdapterInMemory(emu, task, tokenizer, hyper, opts.lora ?? null, { ...opts, threads });
     const completed = tuned.train.steps >= hyper.steps;
     let manifest: AdapterManifest | undefined;
     if (completed) {
@@ -60,7 +63,7 @@ export async function tuneAdapter(opts: TuneAdapterOptions): Promise<TuneAdapter
         tf.dispose([...weights.values()]);
       }
     }
-    return { completed, manifest, outDir: opts.outDir, train: tuned.train, hyper };
+    return { completed, manifest, outDir: opts.outDir, train: tuned.train, hyper, threads };
   } finally {
     emu.model.dispose();
   }

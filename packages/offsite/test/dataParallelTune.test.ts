@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { builtinTask } from '@scaleot/data';
-import { computeGradients, DataParallelTrainer, useBackend } from '@scaleot/model';
-import { adapterWeights, blockKindModules, createUniformEmulator, loadEmulator, trainableAdapterVariables, tuneAdapterInMemory, wrapWithLora, DEFAULT_TRAIN, type LoraSpec } from '@scaleot/offsite';
+import { DataParallelTrainer, useBackend } from '@scaleot/model';
+import { adapterWeights, blockKindModules, shiftedLossSum, createUniformEmulator, loadEmulator, trainableAdapterVariables, tuneAdapterInMemory, wrapWithLora, DEFAULT_TRAIN, type LoraSpec } from '@scaleot/offsite';
 import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -89,8 +89,10 @@ describe('data-parallel adapter tuning', () => {
     const vars = trainableAdapterVariables(emu.model, idx);
     // B ≠ 0 so that A gets a gradient too; the replicas receive it through loadTrainable.
     for (const [n, v] of vars) if (n.endsWith('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.01, 'float32', 3));
-    const ids = Int32Array.from({ length: 3 * 20 }, (_, i) => (i * 37 + 11) % 500);
-    const parts = [{ ids: ids.subarray(0, 40), rows: 2, seqLen: 20 }, { ids: ids.subarray(40), rows: 1, seqLen: 20 }];
+    // Rows are windows of T + 1 tokens; the second is a full-context window (n_positions + 1 tokens).
+    const window = emu.config.maxPositions + 1;
+    const ids = Int32Array.from({ length: 2 * 20 + window }, (_, i) => (i * 37 + 11) % 500);
+    const parts = [{ ids: ids.subarray(0, 40), rows: 2, seqLen: 20 }, { ids: ids.subarray(40), rows: 1, seqLen: window }];
     const dp = await DataParallelTrainer.create(emu.model, {
       threads: 2,
       variables: vars,
@@ -99,8 +101,16 @@ describe('data-parallel adapter tuning', () => {
     });
     try {
       await dp.loadTrainable(new Map([...vars].map(([n, v]) => [n, v.dataSync() as Float32Array])));
-      const got = await dp.gradients([[parts[0]], [parts[1]]], 57);
-      const want = [computeGradients(emu.model, vars, parts[0], 57, 2), computeGradients(emu.model, vars, parts[1], 57, 1)];
+      const tokens = 2 * 19 + window - 1;
+      const got = await dp.gradients([[parts[0]], [parts[1]]], tokens);
+      // This thread: the tuning loop's loss on the same rows (the model reads T tokens, predicts T targets).
+      const want = parts.map((p) => {
+        const { value, grads } = tf.variableGrads(() => tf.div(shiftedLossSum(emu.model, tf.tensor2d(p.ids, [p.rows, p.seqLen], 'int32'), tf.ones([p.rows, p.seqLen - 1])), tokens) as tf.Scalar, [...vars.values()]);
+        const named = new Map([...vars].map(([n, v]) => [n, grads[v.name]]));
+        const lossSum = value.dataSync()[0] * tokens;
+        value.dispose();
+        return { grads: named, lossSum };
+      });
       expect(got.lossSum).toBeCloseTo(want[0].lossSum + want[1].lossSum, 2);
       expect(got.grads.size).toBe(vars.size);
       let largest = 0;
