@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { atomicWriteFile, atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import type { TrainHyperParameters } from '@scaleot/offsite';
 import { JobQueue } from '@scaleot/queue';
-import { ComputeExecutor } from '@scaleot/model';
+import { ComputeExecutor, computeThreads } from '@scaleot/model';
 import { readStage1, runStage1, type Stage1HyperParameters, type Stage1StepLog } from '@scaleot/scaleot';
 import { ClusterError } from './ClusterError.js';
 import { Coordinator, renderFiveNumbers, type FiveNumbers, type PrivacyPreset, type TuningRequest } from './Coordinator.js';
@@ -217,7 +217,9 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     try {
       const coordinator = spawnApp('coordinator', 'coordinator', { ...env, SCALEOT_HTTP_PORT: String(httpPort), SCALEOT_HTTP_HOST: '127.0.0.1', SCALEOT_API_TOKENS_FILE: tokensFile, SCALEOT_COORDINATOR_CONFIG: configFile }, log);
       processes.push(coordinator);
-      for (let i = 0; i < workers; i++) processes.push(spawnApp('worker', `worker-${i + 1}`, { ...env, SCALEOT_METRICS_PORT: '0', SCALEOT_WORKER_GROUP: 'cpu' }, log));
+      // The workers share this machine's cores: each job gets its share, not all of them.
+      const threadsPerWorker = String(Math.max(1, Math.floor(computeThreads() / workers)));
+      for (let i = 0; i < workers; i++) processes.push(spawnApp('worker', `worker-${i + 1}`, { ...env, SCALEOT_METRICS_PORT: '0', SCALEOT_WORKER_GROUP: 'cpu', SCALEOT_THREADS: threadsPerWorker }, log));
       await Promise.all(processes.map((p) => p.waitForLog(p.name === 'coordinator' ? 'coordinator ready' : 'worker ready')));
       say(`cluster: coordinator on http://127.0.0.1:${httpPort} + ${workers} workers (queue prefix ${prefix})`);
       const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
