@@ -15,7 +15,7 @@ export interface ClusterWorkerOptions {
   handlers?: JobHandlers;
   /** Result-delivery settings (tests inject `beforeSend`). */
   sender?: Pick<ResultSenderOptions, 'ackTimeoutMs' | 'attempts' | 'beforeSend'>;
-  /** Where job compute runs. Default: a new ComputeExecutor (one thread), closed with the worker. */
+  /** Where job compute runs. Default: a new ComputeExecutor with one thread per concurrent job (SCALEOT_WORKER_CONCURRENCY), closed with the worker. */
   compute?: ComputeExecutor;
   /** Start the /healthz /readyz /metrics server. Default true. */
   serveMetrics?: boolean;
@@ -51,7 +51,7 @@ export class ClusterWorker {
     const queueName = options.queueName ?? 'scaleot';
     // One compute thread per worker: every job's compute runs there (the base model is loaded once,
     // in that thread), so this thread's event loop keeps renewing locks and answering /healthz.
-    const compute = options.compute ?? new ComputeExecutor({ logger: log });
+    const compute = options.compute ?? new ComputeExecutor({ concurrency: config.workerConcurrency, logger: log });
     const runtime = new Stage1WorkerRuntime({
       compute,
       storageDir: config.storageDir,

@@ -1,14 +1,18 @@
-import { Worker } from 'node:worker_threads';
-import { ScaleotError, createLogger, type Logger } from '@scaleot/core';
-import type { ComputeReply, ComputeTask, ComputeThreadInit, SerializedError } from './computeProtocol.js';
+import { createLogger, type Logger } from '@scaleot/core';
+import type { ComputeTask } from './computeProtocol.js';
+import { ComputeThread } from './ComputeThread.js';
 import { computeThreads } from './cpuBudget.js';
 import { ModelError } from './ModelError.js';
 import type { BackendChoice } from './useBackend.js';
 
+export { ComputeError } from './ComputeError.js';
+
 export interface ComputeExecutorOptions {
   /** Backend the compute threads select (default: SCALEOT_BACKEND, else wasm). */
   backend?: BackendChoice;
-  /** Threads a task may use for its own data-parallel replicas (default: `computeThreads()`). */
+  /** Tasks that run at once, one compute thread each (a worker's job concurrency). Default 1. */
+  concurrency?: number;
+  /** Cores the executor's tasks share for their own data-parallel replicas, split evenly between the threads (default: `computeThreads()`). */
   threadBudget?: number;
   logger?: Logger;
 }
@@ -19,156 +23,67 @@ export interface ComputeRunOptions {
   onProgress?: (value: unknown) => void;
 }
 
-/** An error thrown inside a compute thread, with its code and retry verdict carried across. */
-export class ComputeError extends ScaleotError {}
-
-interface Running {
-  id: number;
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  onProgress?: (value: unknown) => void;
-}
-
 /**
- * Runs compute (training loops, evaluation, stage-1 steps) in a worker thread so the process' event loop
- * keeps serving: job locks renew, health checks answer, signals are handled. One thread, one task at a
- * time (a tfjs engine and wasm heap per thread); the thread lives across tasks, so module-level caches in
- * task modules (a loaded base model) are reused. Aborting a task terminates its thread (compute stops
- * within milliseconds, not at the next step boundary); the next task starts a fresh one.
+ * Runs compute (training loops, evaluation, stage-1 steps) in worker threads so the process' event loop
+ * keeps serving: job locks renew, health checks answer, signals are handled. `concurrency` threads, one
+ * task each at a time (a tfjs engine and wasm heap per thread); threads live across tasks, so
+ * module-level caches in task modules (a loaded base model) are reused. Aborting a task terminates its
+ * thread (compute stops within milliseconds, not at the next step boundary); the next task starts a
+ * fresh one. Tasks beyond `concurrency` wait in order.
  */
 export class ComputeExecutor {
-  private worker?: Worker;
-  private ready?: Promise<Worker>;
-  private running?: Running;
-  private nextId = 1;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly threads: ComputeThread[];
+  private readonly idle: ComputeThread[];
+  private readonly waiting: ((thread: ComputeThread) => void)[] = [];
   private closed = false;
-  private readonly log: Logger;
+  /** Tasks holding a thread (starting, running or finishing). */
+  private active = 0;
+  /** Cores each task may use for its own replicas. */
   readonly threadBudget: number;
 
-  constructor(private readonly options: ComputeExecutorOptions = {}) {
-    this.log = options.logger ?? createLogger('compute');
-    this.threadBudget = options.threadBudget ?? computeThreads();
+  constructor(options: ComputeExecutorOptions = {}) {
+    const concurrency = options.concurrency ?? 1;
+    if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new ModelError('BAD_ARGUMENT', `concurrency must be a positive integer, got ${concurrency}`, { where: 'ComputeExecutor' });
+    this.threadBudget = Math.max(1, Math.floor((options.threadBudget ?? computeThreads()) / concurrency));
+    const logger = options.logger ?? createLogger('compute');
+    const backend = options.backend ?? (process.env.SCALEOT_BACKEND as BackendChoice | undefined);
+    this.threads = Array.from({ length: concurrency }, () => new ComputeThread({ backend, threadBudget: this.threadBudget, logger }));
+    this.idle = [...this.threads];
   }
 
-  /** Runs `task` after the tasks already queued; resolves with its result. */
-  run<R = unknown>(task: ComputeTask, options: ComputeRunOptions = {}): Promise<R> {
-    const next = this.tail.then(() => this.runNow<R>(task, options));
-    this.tail = next.catch(() => undefined);
-    return next;
-  }
-
-  /** Whether a task is running now. */
-  get busy(): boolean {
-    return this.running !== undefined;
-  }
-
-  private async runNow<R>(task: ComputeTask, options: ComputeRunOptions): Promise<R> {
+  /** Runs `task` on a free thread (after the tasks already waiting); resolves with its result. */
+  async run<R = unknown>(task: ComputeTask, options: ComputeRunOptions = {}): Promise<R> {
     if (this.closed) throw new ModelError('CLOSED', 'the compute executor was closed', { where: 'ComputeExecutor', unrecoverable: false });
-    const { signal } = options;
-    if (signal?.aborted) throw aborted(signal);
-    const worker = await this.thread();
-    if (signal?.aborted) throw aborted(signal);
-    const id = this.nextId++;
-    return new Promise<R>((resolve, reject) => {
-      const onAbort = () => {
-        this.log.info({ task: task.exportName, reason: String(signal?.reason ?? 'aborted') }, 'compute aborted: terminating its thread');
-        this.discard(aborted(signal!));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const done = () => signal?.removeEventListener('abort', onAbort);
-      this.running = {
-        id,
-        resolve: (v) => {
-          done();
-          resolve(v as R);
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-        onProgress: options.onProgress,
-      };
-      worker.ref();
-      worker.postMessage({ type: 'run', id, module: task.module instanceof URL ? task.module.href : task.module, exportName: task.exportName, args: task.args });
-    });
+    const thread = this.idle.shift() ?? (await new Promise<ComputeThread>((resolve) => this.waiting.push(resolve)));
+    this.active++;
+    try {
+      if (this.closed) throw new ModelError('CLOSED', 'the compute executor was closed', { where: 'ComputeExecutor', unrecoverable: false });
+      return await thread.run<R>(task, options);
+    } finally {
+      this.active--;
+      const next = this.waiting.shift();
+      if (next) next(thread);
+      else this.idle.push(thread);
+    }
   }
 
-  private thread(): Promise<Worker> {
-    if (this.ready) return this.ready;
-    const init: ComputeThreadInit = { backend: this.options.backend ?? (process.env.SCALEOT_BACKEND as BackendChoice | undefined), threadBudget: this.threadBudget };
-    const worker = new Worker(new URL('./computeWorker.js', import.meta.url), { workerData: init });
-    this.worker = worker;
-    this.ready = new Promise<Worker>((resolve, reject) => {
-      worker.on('message', (msg: ComputeReply) => {
-        if (msg.type === 'ready') return resolve(worker);
-        if (msg.type === 'error' && msg.id === undefined) {
-          const err = revive(msg.error, 'the compute thread failed to start');
-          reject(err);
-          return this.discard(err);
-        }
-        const running = this.running;
-        if (!running || msg.id !== running.id) return;
-        if (msg.type === 'progress') return running.onProgress?.(msg.value);
-        this.running = undefined;
-        worker.unref();
-        if (msg.type === 'result') running.resolve(msg.value);
-        else running.reject(revive(msg.error));
-      });
-      worker.on('error', (e) => {
-        const err = new ModelError('COMPUTE_THREAD_DIED', `the compute thread died: ${e.message}`, { where: 'ComputeExecutor', cause: e, unrecoverable: false });
-        reject(err);
-        if (this.worker === worker) this.discard(err);
-      });
-      worker.on('exit', (code) => {
-        if (this.worker !== worker) return;
-        const err = new ModelError('COMPUTE_THREAD_DIED', `the compute thread exited with code ${code}`, { where: 'ComputeExecutor', unrecoverable: false });
-        reject(err);
-        this.discard(err);
-      });
-    });
-    this.ready.catch(() => undefined);
-    return this.ready;
+  /** Whether any task is running now. */
+  get busy(): boolean {
+    return this.active > 0;
   }
 
-  /** Drops the current thread (terminating it) and fails the running task with `err`. */
-  private discard(err: Error): void {
-    const worker = this.worker;
-    this.worker = undefined;
-    this.ready = undefined;
-    const running = this.running;
-    this.running = undefined;
-    running?.reject(err);
-    if (worker) void worker.terminate();
-  }
-
-  /** Waits for queued tasks, then terminates the thread. */
+  /** Waits for the running and waiting tasks, then terminates the threads. */
   async close(): Promise<void> {
     if (this.closed) return;
+    while (this.busy || this.waiting.length > 0) await new Promise((r) => setTimeout(r, 20));
     this.closed = true;
-    await this.tail;
-    const worker = this.worker;
-    this.worker = undefined;
-    this.ready = undefined;
-    if (worker) await worker.terminate();
+    await Promise.all(this.threads.map((t) => t.terminate()));
   }
 
-  /** Terminates at once: the running task rejects with ABORTED. */
+  /** Terminates at once: running tasks reject with ABORTED, waiting ones with CLOSED. */
   async terminate(): Promise<void> {
     this.closed = true;
-    const worker = this.worker;
-    this.discard(new ModelError('ABORTED', 'the compute executor was terminated', { where: 'ComputeExecutor', unrecoverable: false }));
-    if (worker) await worker.terminate();
+    await Promise.all(this.threads.map((t) => t.terminate()));
+    for (const next of this.waiting.splice(0)) next(this.threads[0]);
   }
-}
-
-function aborted(signal: AbortSignal): ModelError {
-  const reason = signal.reason instanceof Error ? signal.reason.message : signal.reason === undefined ? 'aborted' : String(signal.reason);
-  return new ModelError('ABORTED', `compute stopped: ${reason}`, { where: 'ComputeExecutor', unrecoverable: true });
-}
-
-function revive(e: SerializedError, context?: string): ComputeError {
-  const err = new ComputeError(e.code ?? 'COMPUTE_FAILED', context ? `${context}: ${e.message}` : e.message, { unrecoverable: e.unrecoverable ?? false });
-  if (e.stack) err.stack = `${err.name}: ${err.message}\n  in the compute thread:\n${e.stack}`;
-  return err;
 }

@@ -79,4 +79,20 @@ describe('ComputeExecutor', () => {
       await exec.close();
     }
   });
+
+  it('runs `concurrency` tasks at once on their own threads, the rest in order, and splits the core budget', async () => {
+    const exec = new ComputeExecutor({ backend: 'cpu', concurrency: 2, threadBudget: 4 });
+    try {
+      expect(exec.threadBudget).toBe(2);
+      const started: number[] = [];
+      const run = (ms: number) => exec.run<{ threadId: number }>({ module: TASKS, exportName: 'spin', args: { ms } }, { onProgress: (v) => started.push((v as { threadId: number }).threadId) });
+      const [a, b, c] = await Promise.all([run(800), run(800), run(1)]);
+      expect(a.threadId).not.toBe(b.threadId); // the first two ran side by side
+      expect([a.threadId, b.threadId]).toContain(c.threadId); // the third waited for one of them
+      expect(started).toHaveLength(3);
+    } finally {
+      await exec.close();
+    }
+    await expect(exec.run({ module: TASKS, exportName: 'spin', args: { ms: 1 } })).rejects.toMatchObject({ code: 'CLOSED' });
+  });
 });
