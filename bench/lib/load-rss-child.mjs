@@ -1,4 +1,4 @@
-// Child process of bench/train-step.mjs: loads one model with loadModel(dir) and reports how much
+// Child process of bench/load.mjs: loads one model with loadModel(dir) and reports how much
 // resident memory loading cost, relative to the float32 bytes of the model's tensors.
 // Usage: node bench/lib/load-rss-child.mjs <model dir>; prints one JSON object on stdout.
 import { readFileSync, writeFileSync } from 'node:fs';

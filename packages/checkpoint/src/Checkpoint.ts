@@ -100,6 +100,12 @@ export class Checkpoint {
     return file.readFloat32(stored);
   }
 
+  /** readFloat32 into `out` without allocating (see SafetensorsFile.readFloat32Into); returns the filled prefix. */
+  async readFloat32Into(name: string, out: Float32Array): Promise<Float32Array> {
+    const [stored, file] = this.lookup(name);
+    return file.readFloat32Into(stored, out);
+  }
+
   async readRaw(name: string): Promise<Uint8Array> {
     const [stored, file] = this.lookup(name);
     return file.readRaw(stored);

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { CheckpointError } from './CheckpointError.js';
 import { elementCount, isSupportedDType, SUPPORTED_DTYPES, type SafetensorsDType } from './dtypes.js';
 import { readFully } from './fileIo.js';
-import { bfloat16ToFloat32, float16ToFloat32 } from './halfFloat.js';
+import { bfloat16ToFloat32, float16ToFloat32, halfToFloatBits } from './halfFloat.js';
 import { checkHeaderLength, parseHeader, type HeaderEntry } from './header.js';
 
 export interface TensorInfo {
@@ -110,6 +110,38 @@ export class SafetensorsFile {
     const out = new Uint8Array(e.dataOffsets[1] - e.dataOffsets[0]);
     await this.readInto(name, e, out);
     return out;
+  }
+
+  /**
+   * readFloat32 into `out` (at least as long as the tensor), no allocation: returns the filled prefix.
+   * F16/BF16 bits are read into the upper half of the prefix's bytes and widened in place, front to back
+   * (element i is read before it is written, and later bits lie above every float written so far).
+   */
+  async readFloat32Into(name: string, out: Float32Array): Promise<Float32Array> {
+    const e = this.entry(name);
+    const n = elementCount(e.shape);
+    if (out.length < n) throw new CheckpointError('BYTE_LENGTH_MISMATCH', this.path, `readFloat32Into needs room for ${n} floats, got ${out.length}`, { tensor: name });
+    const target = out.subarray(0, n);
+    const bytes = new Uint8Array(target.buffer, target.byteOffset, n * 4);
+    switch (e.dtype) {
+      case 'F32':
+        await this.readInto(name, e, bytes);
+        return target;
+      case 'F16':
+      case 'BF16': {
+        const bits = new Uint16Array(target.buffer, target.byteOffset + n * 2, n);
+        await this.readInto(name, e, new Uint8Array(bits.buffer, bits.byteOffset, n * 2));
+        const outBits = new Uint32Array(target.buffer, target.byteOffset, n);
+        if (e.dtype === 'BF16') for (let i = 0; i < n; i++) outBits[i] = bits[i] << 16;
+        else {
+          const t = halfToFloatBits();
+          for (let i = 0; i < n; i++) outBits[i] = t[bits[i]];
+        }
+        return target;
+      }
+      default:
+        throw this.unsupported(name, e.dtype, 'readFloat32', ['F32', 'F16', 'BF16'], e.dtype === 'I64' ? ' Use readInt64 for I64 tensors.' : '');
+    }
   }
 
   /** F32 as stored; F16 and BF16 widened exactly. Other dtypes: UNSUPPORTED_DTYPE. */

@@ -21,6 +21,11 @@ function halfBitsToFloatBits(h: number): number {
 }
 
 /** 65536 float32 bit patterns, built on first use (256 KiB): decoding becomes one lookup. */
+/** binary16 bits → float32 bits, for all 65536 patterns (built once). */
+export function halfToFloatBits(): Uint32Array {
+  return table();
+}
+
 function table(): Uint32Array {
   if (!halfTable) {
     halfTable = new Uint32Array(65536);

@@ -3,8 +3,8 @@ import { createMetrics, startMetricsServer, type MetricsServer, type ScaleotMetr
 import { JobQueue, JobWorker, type JobHandler, type JobHandlers, type JobKind } from '@scaleot/queue';
 import type { ResultSenderOptions } from '@scaleot/transport';
 import { redisConnectionOf, type ClusterConfig } from './clusterConfig.js';
+import { ComputeExecutor } from '@scaleot/model';
 import { ConcurrencyGate } from './ConcurrencyGate.js';
-import { ModelCache } from './ModelCache.js';
 import { pipelineHandlers } from './pipelineHandlers.js';
 import { Stage1WorkerRuntime } from './Stage1WorkerRuntime.js';
 
@@ -14,6 +14,8 @@ export interface ClusterWorkerOptions {
   queueName?: string;
   /** Queues served (SCALEOT_QUEUE_NAMES: the chart gives each worker group its own). Default `[queueName]`. */
   queueNames?: string[];
+  /** Where job compute runs. Default: a new ComputeExecutor with one thread per concurrent job (SCALEOT_WORKER_CONCURRENCY), closed with the worker. */
+  compute?: ComputeExecutor;
   /** Extra or replacement handlers (tests). */
   handlers?: JobHandlers;
   /** Result-delivery settings (tests inject `beforeSend`). */
@@ -31,12 +33,12 @@ export interface ClusterWorkerOptions {
  */
 export class ClusterWorker {
   readonly metrics: ScaleotMetrics;
-  readonly models = new ModelCache();
   /** The BullMQ worker of the first queue (`workers` has one per queue). */
   readonly worker: JobWorker;
   private constructor(
     readonly workers: JobWorker[],
     readonly runtime: Stage1WorkerRuntime,
+    readonly compute: ComputeExecutor,
     private readonly queues: JobQueue[],
     metrics: ScaleotMetrics,
     private readonly log: Logger,
@@ -53,20 +55,22 @@ export class ClusterWorker {
     const metrics = createMetrics({ defaultLabels: { service: 'worker', worker_group: config.workerGroup } });
     const connection = redisConnectionOf(config);
     const queueNames = options.queueNames?.length ? options.queueNames : [options.queueName ?? 'scaleot'];
-    const models = new ModelCache();
+    // Compute threads (one per concurrent job): every job's compute runs there (the base model is loaded
+    // once, in the thread), so this thread's event loop keeps renewing locks and answering /healthz.
+    const compute = options.compute ?? new ComputeExecutor({ concurrency: config.workerConcurrency, logger: log });
     const runtime = new Stage1WorkerRuntime({
+      compute,
       storageDir: config.storageDir,
       defaultParamsAddress: `tcp://${config.coordinatorHost}:${config.paramsPort}`,
       curve: config.curvePublicKey
         ? { serverPublicKey: config.curvePublicKey, ...(config.curveClientPublicKey && config.curveClientSecretKey ? { publicKey: config.curveClientPublicKey, secretKey: config.curveClientSecretKey } : {}) }
         : undefined,
       sender: options.sender,
-      models,
       onTransfer: (direction, bytes) => metrics.transferBytes.inc({ direction }, bytes),
       logger: log,
     });
     const state = { ready: false, draining: false, jobs: 0 };
-    const handlers: JobHandlers = { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, logger: log }), ...options.handlers };
+    const handlers: JobHandlers = { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, compute, logger: log }), ...options.handlers };
     // Several queues: one BullMQ worker each, one gate so the process still runs `concurrency` jobs in all.
     const gate = queueNames.length > 1 ? new ConcurrencyGate(config.workerConcurrency) : undefined;
     const gated: JobHandlers = gate
@@ -100,12 +104,12 @@ export class ClusterWorker {
     }
     const queues = queueNames.map((name) => new JobQueue({ name, prefix: config.queuePrefix, connection }));
     for (const queue of queues) metrics.trackQueue(queue.queue);
-    const self = new ClusterWorker(workers, runtime, queues, metrics, log, undefined, state);
+    const self = new ClusterWorker(workers, runtime, compute, queues, metrics, log, undefined, state);
     if (options.serveMetrics ?? true) {
       self.server = await startMetricsServer({
         port: config.metricsPort,
         registry: metrics.registry,
-        health: () => ({ live: true, ready: state.ready && !state.draining, details: { queues: queueNames, group: config.workerGroup, draining: state.draining, models: runtime.models.loaded } }),
+        health: () => ({ live: true, ready: state.ready && !state.draining, details: { queues: queueNames, group: config.workerGroup, draining: state.draining, models: runtime.models, computing: compute.busy } }),
       });
     }
     await Promise.all(workers.map((w) => w.waitUntilReady()));
@@ -123,6 +127,7 @@ export class ClusterWorker {
     this.state.draining = true;
     await Promise.all(this.workers.map((w) => w.close()));
     await this.runtime.close();
+    await this.compute.close();
     await Promise.all(this.queues.map((q) => q.close()));
     await this.server?.close();
     this.log.info({ pid: process.pid }, 'worker closed');

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { createLogger, type Logger } from '@scaleot/core';
 import type { JobContext, JobHandlers, JobPayload } from '@scaleot/queue';
-import { Harmonizer, harmonizerGradientStep, rolloutLoss } from '@scaleot/scaleot';
+import { ComputeExecutor } from '@scaleot/model';
 import {
   createTensor,
   ParameterSubscriber,
@@ -12,13 +12,12 @@ import {
   type ParameterSnapshot,
   type ResultSenderOptions,
 } from '@scaleot/transport';
-import type * as tf from '@tensorflow/tfjs';
 import { DelayedError } from 'bullmq';
 import { ClusterError } from './ClusterError.js';
 import { resolveArtifact } from './clusterConfig.js';
-import { ModelCache } from './ModelCache.js';
+import type { Stage1ComputeArgs, Stage1ShardCompute } from './computeJobs.js';
+import { COMPUTE_JOBS } from './pipelineHandlers.js';
 import { shardResultKey, type RolloutJobResult, type ShardJobResult, type ShardResultMeta, type Stage1ParamsMeta } from './stage1Protocol.js';
-import { readTokenStream, windowBatch } from './tokenStreams.js';
 
 export interface Stage1WorkerRuntimeOptions {
   /** Shared storage: relative dataset and model references resolve under it. */
@@ -38,16 +37,11 @@ export interface Stage1WorkerRuntimeOptions {
   rolloutRetryDelayMs?: number;
   /** Result delivery: ack timeout and attempts (checksum failures and timeouts are resent). */
   sender?: Pick<ResultSenderOptions, 'ackTimeoutMs' | 'attempts' | 'beforeSend'>;
-  /** Shared model cache (the worker app loads each base model once). Default: a new one. */
-  models?: ModelCache;
+  /** Where the shard and rollout compute runs (the base model is cached in its thread). Default: a new ComputeExecutor, closed with the runtime. */
+  compute?: ComputeExecutor;
   /** Called with the tensor bytes moved (metrics). */
   onTransfer?: (direction: 'sent' | 'received', bytes: number) => void;
   logger?: Logger;
-}
-
-interface HarmonizerSet {
-  key: string;
-  harmonizers: Map<number, Harmonizer>;
 }
 
 /**
@@ -57,15 +51,18 @@ interface HarmonizerSet {
  * (harmonizerGradientStep, rolloutLoss); the coordinator decides batches, masks and normalisers.
  */
 export class Stage1WorkerRuntime {
-  readonly models: ModelCache;
   private readonly subscribers = new Map<string, ParameterSubscriber>();
   private readonly senders = new Map<string, ResultSender>();
-  private current?: HarmonizerSet;
   private readonly log: Logger;
+  private readonly compute: ComputeExecutor;
+  private readonly ownsCompute: boolean;
+  private readonly modelDirs = new Set<string>();
+  private receivedKey?: string;
 
   constructor(private readonly options: Stage1WorkerRuntimeOptions) {
-    this.models = options.models ?? new ModelCache();
     this.log = options.logger ?? createLogger('cluster.stage1-worker');
+    this.ownsCompute = !options.compute;
+    this.compute = options.compute ?? new ComputeExecutor({ logger: this.log });
   }
 
   handlers(): JobHandlers {
@@ -75,7 +72,7 @@ export class Stage1WorkerRuntime {
     };
   }
 
-  async shard(payload: JobPayload<'stage1.shard'>, context?: Pick<JobContext, 'progress'>): Promise<ShardJobResult> {
+  async shard(payload: JobPayload<'stage1.shard'>, context?: Pick<JobContext, 'progress' | 'signal'>): Promise<ShardJobResult> {
     const started = performance.now();
     await context?.progress({ pid: process.pid, phase: 'params' });
     const snapshot = await this.subscriber(payload.paramsAddress).fetch(payload.paramsVersion, { timeoutMs: this.options.paramsTimeoutMs ?? 120_000 });
@@ -89,26 +86,13 @@ export class Stage1WorkerRuntime {
     if (batchSpec.type !== 'windows') {
       throw new ClusterError('BAD_BATCH', `stage-1 shards read explicit windows, got a "${batchSpec.type}" batch`, { where: 'stage1.shard.batch', unrecoverable: true });
     }
-    const model = await this.models.get(resolveArtifact(this.options.storageDir, meta.model));
-    const harmonizers = this.harmonizersFor(snapshot, meta, model.config.hiddenSize, payload.paramsAddress);
-    const stream = await readTokenStream(resolveArtifact(this.options.storageDir, batchSpec.dataset));
-    const batch = windowBatch(stream, batchSpec.windowIndices, batchSpec.windowLength ?? stream.length);
     await context?.progress({ pid: process.pid, phase: 'compute' });
     const computeStarted = performance.now();
-    const step = harmonizerGradientStep(model, harmonizers, meta.mask, batch, {
-      alignWeight: meta.alignWeight,
-      microBatchSize: meta.microBatchSize,
-      tokenNormalizer: meta.tokens,
-      rowsNormalizer: meta.rows,
-    });
+    const step = await this.compute.run<Stage1ShardCompute>({ module: COMPUTE_JOBS, exportName: 'stage1ShardCompute', args: this.computeArgs(snapshot, meta, payload.paramsAddress, batchSpec) }, { signal: context?.signal });
     const tensors = new TensorSet();
-    try {
-      for (const [name, grad] of step.grads) tensors.set(name, createTensor((await (grad as tf.Tensor).data()) as Float32Array, grad.shape));
-    } finally {
-      for (const grad of step.grads.values()) grad.dispose();
-    }
+    step.names.forEach((name, i) => tensors.set(name, createTensor(step.grads[i], step.shapes[i])));
     const computeSeconds = (performance.now() - computeStarted) / 1000;
-    const resultMeta: ShardResultMeta = { nllSum: step.nllSum, tokens: step.tokens, alignSum: step.alignSum, rows: batch.rows, computeSeconds };
+    const resultMeta: ShardResultMeta = { nllSum: step.nllSum, tokens: step.tokens, alignSum: step.alignSum, rows: step.rows, computeSeconds };
     await context?.progress({ pid: process.pid, phase: 'send' });
     const receipt = await this.sender(payload.resultAddress).send(shardResultKey(payload.runId, payload.paramsVersion, payload.shardIndex), tensors, { ...resultMeta });
     this.options.onTransfer?.('sent', receipt.bytes);
@@ -116,7 +100,7 @@ export class Stage1WorkerRuntime {
     return { shardIndex: payload.shardIndex, version: payload.paramsVersion, attempts: receipt.attempts, duplicate: receipt.duplicate, bytes: receipt.bytes, computeSeconds };
   }
 
-  async rollout(payload: JobPayload<'stage1.rollout'>, context?: Pick<JobContext, 'progress' | 'job'>): Promise<RolloutJobResult> {
+  async rollout(payload: JobPayload<'stage1.rollout'>, context?: Pick<JobContext, 'progress' | 'job' | 'signal'>): Promise<RolloutJobResult> {
     await context?.progress({ pid: process.pid, phase: 'params' });
     let snapshot: ParameterSnapshot;
     try {
@@ -138,16 +122,12 @@ export class Stage1WorkerRuntime {
     if (batchSpec.type !== 'windows') {
       throw new ClusterError('BAD_BATCH', `stage-1 rollouts read explicit windows, got a "${batchSpec.type}" batch`, { where: 'stage1.rollout.batch', unrecoverable: true });
     }
-    const model = await this.models.get(resolveArtifact(this.options.storageDir, meta.model));
-    if (payload.mask.length !== model.config.nLayer) {
-      throw new ClusterError('BAD_MASK', `the mask has ${payload.mask.length} entries, the model ${model.config.nLayer} blocks`, { where: 'stage1.rollout.mask', unrecoverable: true });
+    if (payload.mask.length !== meta.mask.length) {
+      throw new ClusterError('BAD_MASK', `the mask has ${payload.mask.length} entries, the model ${meta.mask.length} blocks`, { where: 'stage1.rollout.mask', unrecoverable: true });
     }
-    const harmonizers = this.harmonizersFor(snapshot, meta, model.config.hiddenSize, payload.paramsAddress);
-    const stream = await readTokenStream(resolveArtifact(this.options.storageDir, batchSpec.dataset));
-    const batch = windowBatch(stream, batchSpec.windowIndices, batchSpec.windowLength ?? stream.length);
     await context?.progress({ pid: process.pid, phase: 'compute' });
     const started = performance.now();
-    const loss = rolloutLoss(model, harmonizers, payload.mask, batch, meta.microBatchSize);
+    const { loss } = await this.compute.run<{ loss: number }>({ module: COMPUTE_JOBS, exportName: 'stage1RolloutCompute', args: { ...this.computeArgs(snapshot, meta, payload.paramsAddress, batchSpec), mask: payload.mask } }, { signal: context?.signal });
     return { candidateIndex: payload.candidateIndex, version: payload.paramsVersion, loss, computeSeconds: (performance.now() - started) / 1000 };
   }
 
@@ -156,8 +136,7 @@ export class Stage1WorkerRuntime {
     await Promise.all([...this.senders.values()].map((s) => s.close()));
     this.subscribers.clear();
     this.senders.clear();
-    this.disposeHarmonizers();
-    await this.models.dispose();
+    if (this.ownsCompute) await this.compute.close();
   }
 
   private metaOf(snapshot: ParameterSnapshot, runId: string): Stage1ParamsMeta {
@@ -171,26 +150,32 @@ export class Stage1WorkerRuntime {
     return meta;
   }
 
-  private harmonizersFor(snapshot: ParameterSnapshot, meta: Stage1ParamsMeta, nEmbd: number, address: string | undefined): Map<number, Harmonizer> {
-    const key = `${address ?? ''}|${snapshot.version}`;
-    if (this.current?.key === key) return this.current.harmonizers;
-    this.disposeHarmonizers();
+  /** Base models the compute thread has loaded (it keeps them for later jobs). */
+  get models(): string[] {
+    return [...this.modelDirs];
+  }
+
+  private computeArgs(snapshot: ParameterSnapshot, meta: Stage1ParamsMeta, address: string | undefined, batch: { dataset: string; windowIndices: number[]; windowLength?: number }): Stage1ComputeArgs {
     const weights = new Map<string, Float32Array>();
     let bytes = 0;
     for (const [name, tensor] of snapshot.tensors) {
       weights.set(name, tensor.data as Float32Array);
       bytes += tensor.data.byteLength;
     }
-    this.options.onTransfer?.('received', bytes);
-    const harmonizers = new Map<number, Harmonizer>();
-    for (const i of meta.middle) harmonizers.set(i, new Harmonizer(i, nEmbd, { weights, rank: meta.rank, eps: meta.eps }));
-    this.current = { key, harmonizers };
-    return harmonizers;
-  }
-
-  private disposeHarmonizers(): void {
-    for (const h of this.current?.harmonizers.values() ?? []) h.dispose();
-    this.current = undefined;
+    const paramsKey = `${address ?? ''}|${snapshot.version}`;
+    if (paramsKey !== this.receivedKey) this.options.onTransfer?.('received', bytes);
+    this.receivedKey = paramsKey;
+    const modelDir = resolveArtifact(this.options.storageDir, meta.model);
+    this.modelDirs.add(modelDir);
+    return {
+      modelDir,
+      paramsKey,
+      weights,
+      meta: { middle: meta.middle, rank: meta.rank, eps: meta.eps, mask: meta.mask, alignWeight: meta.alignWeight, microBatchSize: meta.microBatchSize, tokens: meta.tokens, rows: meta.rows },
+      dataset: resolveArtifact(this.options.storageDir, batch.dataset),
+      windowIndices: batch.windowIndices,
+      windowLength: batch.windowLength,
+    };
   }
 
   private subscriber(address: string | undefined): ParameterSubscriber {

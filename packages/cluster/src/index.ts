@@ -2,6 +2,8 @@ export { ClusterError } from './ClusterError.js';
 export { clusterConfigFromEnv, environmentHelp, redisConnectionOf, resolveArtifact, type ClusterConfig } from './clusterConfig.js';
 export { writeTokenStream, readTokenStream, randomWindowStarts, windowBatch } from './tokenStreams.js';
 export { ModelCache } from './ModelCache.js';
+export { COMPUTE_JOBS } from './pipelineHandlers.js';
+export type { JobStorage, PipelineJobArgs, Stage1ComputeArgs, Stage1ShardCompute } from './computeJobs.js';
 export {
   paramsVersion,
   decodeVersion,
@@ -12,6 +14,7 @@ export {
   type ShardResultMeta,
 } from './stage1Protocol.js';
 export { Stage1WorkerRuntime, type Stage1WorkerRuntimeOptions } from './Stage1WorkerRuntime.js';
+export { ClusterStage1Executor, type ClusterStage1ExecutorOptions, type ClusterRoundCompute } from './ClusterStage1Executor.js';
 export { runDistributedStage1, makespan, sliceRows, type DistributedStage1Options, type DistributedStage1Result, type RoundTiming } from './runDistributedStage1.js';
 export { ClusterWorker, type ClusterWorkerOptions } from './ClusterWorker.js';
 export { pipelineHandlers, type PipelineHandlerOptions } from './pipelineHandlers.js';

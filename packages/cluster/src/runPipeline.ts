@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import type { TrainHyperParameters } from '@scaleot/offsite';
 import { JobQueue } from '@scaleot/queue';
+import { ComputeExecutor, computeThreads } from '@scaleot/model';
 import { readStage1, runStage1, type Stage1HyperParameters, type Stage1StepLog } from '@scaleot/scaleot';
 import { readModelConfig } from '@scaleot/model';
 import { ClusterError } from './ClusterError.js';
@@ -172,7 +173,8 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   return { mode, reason, outDir, stage1Dir, scores: stage1.scores, reports, reportFile, htmlFile, plots, seconds: (performance.now() - started) / 1000 };
 
   async function inProcess(): Promise<TuningRequest[]> {
-    const handlers = pipelineHandlers({ storageDir: storage, dataRoot, logger: log });
+    const compute = new ComputeExecutor({ logger: log });
+    const handlers = pipelineHandlers({ storageDir: storage, dataRoot, compute, logger: log });
     const coordinator = new Coordinator({
       storageDir: storage,
       runner: new LocalJobRunner(handlers),
@@ -199,6 +201,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         unsubscribe();
       }
     }
+    await compute.close();
     return done;
   }
 
@@ -227,7 +230,9 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     try {
       const coordinator = spawnApp('coordinator', 'coordinator', { ...env, SCALEOT_HTTP_PORT: String(httpPort), SCALEOT_HTTP_HOST: '127.0.0.1', SCALEOT_API_TOKENS_FILE: tokensFile, SCALEOT_COORDINATOR_CONFIG: configFile }, log);
       processes.push(coordinator);
-      for (let i = 0; i < workers; i++) processes.push(spawnApp('worker', `worker-${i + 1}`, { ...env, SCALEOT_METRICS_PORT: '0', SCALEOT_WORKER_GROUP: 'cpu' }, log));
+      // The workers share this machine's cores: each job gets its share, not all of them.
+      const threadsPerWorker = String(Math.max(1, Math.floor(computeThreads() / workers)));
+      for (let i = 0; i < workers; i++) processes.push(spawnApp('worker', `worker-${i + 1}`, { ...env, SCALEOT_METRICS_PORT: '0', SCALEOT_WORKER_GROUP: 'cpu', SCALEOT_THREADS: threadsPerWorker }, log));
       await Promise.all(processes.map((p) => p.waitForLog(p.name === 'coordinator' ? 'coordinator ready' : 'worker ready')));
       say(`cluster: coordinator on http://127.0.0.1:${httpPort} + ${workers} workers (queue prefix ${prefix})`);
       const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {

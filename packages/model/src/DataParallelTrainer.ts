@@ -19,7 +19,25 @@ export interface DataParallelTrainerOptions extends Omit<TrainerOptions, 'variab
    * For models whose block list is not what createModel(config, weights) builds (harmonizers, LoRA…):
    * a module (absolute path or file URL) exporting `buildReplica({config, weights, args})` → CausalLM.
    */
-  replica?: { module: string | URL; exportName?: string; args?: unknown };
+  replica?: {
+    module: string | URL;
+    exportName?: string;
+    args?: unknown;
+    /** An export `(model, args) → Map<name, Variable>` naming trained variables outside namedWeights() (LoRA factors). */
+    variablesExport?: string;
+    /** The replica builds its weights itself (from disk): only the trained ones are sent, by `loadTrainable`. Default false. */
+    loadsWeights?: boolean;
+  };
+  /** The trained variables by name when they are not all in namedWeights() (e.g. LoRA factors). Default: `trainable` from namedWeights(). */
+  variables?: Map<string, tf.Variable>;
+}
+
+/** Where one trained parameter lives in the flat gradient buffers. */
+export interface TrainableSlot {
+  name: string;
+  offset: number;
+  size: number;
+  shape: number[];
 }
 
 type RequestBody = WorkerRequest extends infer R ? (R extends WorkerRequest ? Omit<R, 'id'> : never) : never;
@@ -51,6 +69,8 @@ export class DataParallelTrainer {
     sumBuffer: SharedArrayBuffer,
     readonly config: CausalLM['config'],
     private readonly opts: DataParallelTrainerOptions,
+    /** The trained parameters' places in the flat buffers. */
+    readonly layout: TrainableSlot[],
   ) {
     this.slots = slotBuffers.map((b) => new Float32Array(b));
     this.sum = new Float32Array(sumBuffer);
@@ -59,15 +79,18 @@ export class DataParallelTrainer {
   static async create(model: CausalLM, opts: DataParallelTrainerOptions = {}): Promise<DataParallelTrainer> {
     const threads = opts.threads ?? 2;
     if (!(threads >= 1 && Number.isInteger(threads))) throw new ModelError('BAD_ARGUMENT', `threads must be a positive integer, got ${threads}`, { where: 'DataParallelTrainer' });
-    const named = model.namedWeights();
-    const trainable = opts.trainable ?? [...named.keys()];
+    const named = opts.variables ? new Map([...model.namedWeights(), ...opts.variables]) : model.namedWeights();
+    const trainable = opts.variables ? [...opts.variables.keys()] : (opts.trainable ?? [...named.keys()]);
     let total = 0;
+    const layout: TrainableSlot[] = [];
     for (const name of trainable) {
       const v = named.get(name);
       if (!v) throw new ModelError('UNKNOWN_PARAMETER', `no parameter "${name}" in the model`, { where: 'trainable' });
+      layout.push({ name, offset: total, size: v.size, shape: v.shape.slice() });
       total += v.size;
     }
-    const names = [...named.keys()];
+    const sendWeights = !opts.replica?.loadsWeights;
+    const names = sendWeights ? [...model.namedWeights().keys()] : [];
     const shapes = names.map((n) => named.get(n)!.shape.slice());
     const weights = names.map((n) => (named.get(n)!.dataSync() as Float32Array).slice());
     const backend = opts.backend ?? (tf.getBackend() as BackendChoice);
@@ -95,10 +118,11 @@ export class DataParallelTrainer {
         replicaModule: opts.replica ? (opts.replica.module instanceof URL ? opts.replica.module.href : opts.replica.module) : undefined,
         replicaExport: opts.replica?.exportName,
         replicaArgs: opts.replica?.args,
+        replicaVariables: opts.replica?.variablesExport,
       };
       workers.push(new Worker(url, { workerData: data }));
     }
-    const trainer = new DataParallelTrainer(workers, slotBuffers, sumBuffer, model.config, opts);
+    const trainer = new DataParallelTrainer(workers, slotBuffers, sumBuffer, model.config, opts, layout);
     try {
       await trainer.attach();
     } catch (err) {
@@ -196,6 +220,42 @@ export class DataParallelTrainer {
     const info: StepInfo = { step: this.steps, loss: lossSum / tokens, lr, gradNorm: applied[0].gradNorm, tokens, tokensPerSecond: (batch.rows * batch.seqLen) / seconds, seconds };
     this.opts.onStep?.(info);
     return info;
+  }
+
+  /**
+   * Gradient-only data parallelism for a loop that applies its own update: replica `w` computes the
+   * gradients of `parts[w]` (micro-batches of any length), normalised by `normalizer`; returns the Σ over
+   * replicas as tensors (caller disposes) and the Σ of their loss sums. Follow with `loadTrainable`.
+   */
+  async gradients(parts: TokenBatch[][], normalizer: number): Promise<{ grads: Map<string, tf.Tensor>; lossSum: number }> {
+    const n = this.workers.length;
+    if (parts.length !== n) throw new ModelError('BAD_ARGUMENT', `expected micro-batches for ${n} replicas, got ${parts.length}`, { where: 'gradients' });
+    const replies = await Promise.all(
+      parts.map((list, w) => {
+        const copies = list.map((p) => ({ ids: p.ids.slice(), rows: p.rows, seqLen: p.seqLen, lossMask: p.lossMask?.slice() }));
+        const transfer = copies.flatMap((p) => [p.ids.buffer as ArrayBuffer, ...(p.lossMask ? [p.lossMask.buffer as ArrayBuffer] : [])]);
+        return this.call(w, { type: 'gradParts', parts: copies, normalizer }, 'grads', transfer);
+      }),
+    );
+    this.sum.set(this.slots[0]);
+    for (let w = 1; w < n; w++) {
+      const s = this.slots[w];
+      const out = this.sum;
+      for (let i = 0; i < out.length; i++) out[i] += s[i];
+    }
+    const grads = new Map<string, tf.Tensor>();
+    for (const p of this.layout) grads.set(p.name, tf.tensor(this.sum.slice(p.offset, p.offset + p.size), p.shape, 'float32'));
+    return { grads, lossSum: replies.reduce((a, r) => a + r.lossSum, 0) };
+  }
+
+  /** Sets every replica's trained parameters to `values` (by name; all of them). */
+  async loadTrainable(values: ReadonlyMap<string, Float32Array>): Promise<void> {
+    for (const p of this.layout) {
+      const v = values.get(p.name);
+      if (!v || v.length !== p.size) throw new ModelError('UNKNOWN_PARAMETER', `loadTrainable needs "${p.name}" with ${p.size} values`, { where: 'loadTrainable' });
+      this.sum.set(v, p.offset);
+    }
+    await Promise.all(this.workers.map((_, w) => this.call(w, { type: 'loadTrainable' }, 'done')));
   }
 
   /** Current weights of replica `w` (default 0) under canonical names. */

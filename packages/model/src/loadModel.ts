@@ -60,9 +60,21 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const { checkpoint, config, names } = await openModelCheckpoint(dir);
   try {
     const weights: WeightMap = new Map();
+    // The wasm backend copies a tensor's values into its heap at once, so every tensor goes through one
+    // reused host buffer: host memory stays at the largest tensor instead of garbage the GC frees when
+    // it likes. cpu and tensorflow keep (or read later) the array they are given: a fresh one each.
+    const copies = tf.getBackend() === 'wasm';
+    let scratch: Float32Array | undefined;
+    if (copies) {
+      let largest = 0;
+      for (const stored of names.values()) largest = Math.max(largest, checkpoint.info(stored).shape.reduce((a, b) => a * b, 1));
+      scratch = new Float32Array(largest);
+    }
     try {
       for (const [canonical, stored] of names) {
-        weights.set(canonical, tf.tensor(await checkpoint.readFloat32(stored), checkpoint.info(stored).shape, 'float32'));
+        const shape = checkpoint.info(stored).shape;
+        const values = scratch ? await checkpoint.readFloat32Into(stored, scratch) : await checkpoint.readFloat32(stored);
+        weights.set(canonical, tf.tensor(values, shape, 'float32'));
       }
       return createModel(config, weights, { ...opts, consumeWeights: true });
     } catch (err) {

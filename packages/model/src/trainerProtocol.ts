@@ -23,11 +23,23 @@ export interface WorkerInit {
   replicaModule?: string;
   replicaExport?: string;
   replicaArgs?: unknown;
+  /** Export of `replicaModule` mapping (model, args) to the trained variables by name, for variables outside namedWeights() (LoRA factors). */
+  replicaVariables?: string;
+}
+
+/** One micro-batch of a data-parallel gradient request. */
+export interface BatchPart {
+  ids: Int32Array;
+  rows: number;
+  seqLen: number;
+  lossMask?: Float32Array;
 }
 
 export type WorkerRequest =
   | { type: 'grads'; id: number; ids: Int32Array; rows: number; seqLen: number; lossMask?: Float32Array; normalizer: number }
   | { type: 'apply'; id: number; lr: number }
+  | { type: 'gradParts'; id: number; parts: BatchPart[]; normalizer: number }
+  | { type: 'loadTrainable'; id: number }
   | { type: 'getWeights'; id: number }
   | { type: 'getState'; id: number }
   | { type: 'setState'; id: number; state: AdamWState }

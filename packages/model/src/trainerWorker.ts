@@ -3,6 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { ScaleotError } from '@scaleot/core';
 import { createModel } from './createModel.js';
+import { crossEntropyPerToken } from '@scaleot/backend';
 import { computeGradients } from './gradients.js';
 import type { ModelConfig } from './families/types.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './trainerProtocol.js';
@@ -31,7 +32,12 @@ async function main(): Promise<void> {
   await useBackend(init.backend);
   const model = await buildReplica();
   init.weights = [];
-  const all = model.namedWeights();
+  let all = model.namedWeights();
+  if (init.replicaModule && init.replicaVariables) {
+    const mod = (await import(init.replicaModule)) as Record<string, unknown>;
+    const variablesOf = mod[init.replicaVariables] as (model: CausalLM, args: unknown) => Map<string, tf.Variable>;
+    all = new Map([...all, ...variablesOf(model, init.replicaArgs)]);
+  }
   const vars = new Map<string, tf.Variable>();
   const offsets: number[] = [];
   let total = 0;
@@ -58,6 +64,50 @@ async function main(): Promise<void> {
           g.dispose();
         }
         post({ type: 'grads', id: req.id, lossSum });
+        return;
+      }
+      case 'gradParts': {
+        // Several micro-batches (of different lengths): Σ of their gradients, normalised by the global
+        // target count. Rows hold T + 1 tokens (inputs, then the last target), as the tuning loop's
+        // windows do: the model reads the first T, exactly like offsite's shiftedLossSum.
+        slot.fill(0);
+        let lossSum = 0;
+        const varList = [...vars.values()];
+        for (const part of req.parts) {
+          const { value, grads } = tf.tidy(() =>
+            tf.variableGrads(() => {
+              const ids = tf.tensor2d(part.ids, [part.rows, part.seqLen], 'int32');
+              const inputs = tf.slice(ids, [0, 0], [part.rows, part.seqLen - 1]) as tf.Tensor2D;
+              const targets = tf.slice(ids, [0, 1], [part.rows, part.seqLen - 1]);
+              const nll = crossEntropyPerToken(model.head(model.runBlocks(model.embed(inputs))), targets);
+              const masked = part.lossMask ? tf.mul(nll, tf.tensor2d(part.lossMask, [part.rows, part.seqLen - 1], 'float32')) : nll;
+              return tf.div(tf.sum(masked), req.normalizer) as tf.Scalar;
+            }, varList),
+          );
+          lossSum += value.dataSync()[0] * req.normalizer;
+          value.dispose();
+          varList.forEach((v, i) => {
+            const g = grads[v.name];
+            if (!g) return; // not on the loss path: its gradient is 0
+            const data = g.dataSync() as Float32Array;
+            const off = offsets[i];
+            for (let k = 0; k < data.length; k++) slot[off + k] += data[k];
+            g.dispose();
+          });
+        }
+        post({ type: 'grads', id: req.id, lossSum });
+        return;
+      }
+      case 'loadTrainable': {
+        // The caller applied the update and wrote the trained values into the shared buffer.
+        tf.tidy(() => {
+          let i = 0;
+          for (const v of vars.values()) {
+            const off = offsets[i++];
+            v.assign(tf.tensor(sum.slice(off, off + v.size), v.shape, 'float32'));
+          }
+        });
+        post({ type: 'done', id: req.id });
         return;
       }
       case 'apply': {

@@ -15,14 +15,24 @@ export interface BlockKindContext {
 export type BlockKindFactory = (ctx: BlockKindContext) => BlockModule;
 
 const factories = new Map<string, BlockKindFactory>();
+const providers = new Map<string, string>();
 
 /**
  * Registers a module kind that emulators may use in place of an original block (`{replacedBy:
  * {kind, ref}}` in the layer map). The ScaleOT package registers its harmonizer this way; the module's
  * `namedVariables()` names are what get stored in the emulator's weights file.
  */
-export function registerBlockKind(kind: string, factory: BlockKindFactory): void {
+export function registerBlockKind(kind: string, factory: BlockKindFactory, options: { module?: string } = {}): void {
   factories.set(kind, factory);
+  if (options.module) providers.set(kind, options.module);
+}
+
+/**
+ * Modules (file URLs) whose import registers the block kinds known here: a worker thread that loads
+ * emulators (a data-parallel replica) imports them first, since registrations are per thread.
+ */
+export function blockKindModules(): string[] {
+  return [...new Set(providers.values())];
 }
 
 export function blockKindFactory(kind: string, where: string): BlockKindFactory {

@@ -17,10 +17,10 @@ export {
 } from './manifest.js';
 export { sourceModelInfo, type SourceModelInfo } from './sourceModel.js';
 export { emulatorFingerprint } from './emulatorFingerprint.js';
-export { registerBlockKind, type BlockKindFactory, type BlockKindContext } from './blockKinds.js';
+export { registerBlockKind, blockKindModules, type BlockKindFactory, type BlockKindContext } from './blockKinds.js';
 export { saveEmulator, loadEmulator, buildEmulatorModel, stemParameterNames, layerDropMap, TOKENIZER_FILES, copiedModelFiles, type EmulatorSpec, type LoadedEmulator, type ShapedArray } from './emulator.js';
 export { LoraBlock, isLoraHost } from './LoraBlock.js';
-export { shiftedTokenNll, nllScorer, logprobScorer } from './lmMath.js';
+export { shiftedTokenNll, shiftedLossSum, nllScorer, logprobScorer } from './lmMath.js';
 export { TaskBatcher, type TaskBatcherOptions, type TaskBatcherState, type TrainRows } from './TaskBatcher.js';
 export { trainLoop, DEFAULT_TRAIN, type TrainHyperParameters, type TrainLoopOptions, type TrainStepInfo, type TrainResult } from './trainLoop.js';
 export { saveAdapter, readAdapter, applyAdapter, isAdapterTensor, type LoadedAdapter } from './adapterArtifact.js';

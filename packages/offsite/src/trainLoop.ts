@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Progress, type Logger } from '@scaleot/core';
 import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/checkpoint';
-import { accumulateGradients, AdamW, clipByGlobalNormAsync, warmupCosine, type CausalLM } from '@scaleot/model';
+import { accumulateGradients, AdamW, clipByGlobalNormAsync, DataParallelTrainer, warmupCosine, type CausalLM, type DataParallelTrainerOptions, type TokenBatch } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { writeArtifactDir } from './artifactDir.js';
 import { shiftedLossSum } from './lmMath.js';
@@ -77,6 +77,15 @@ export interface TrainLoopOptions {
    * the step's target count. Default: the masked next-token NLL sum.
    */
   lossSum?: (ids: tf.Tensor2D, mask: tf.Tensor2D) => tf.Scalar;
+  /**
+   * Threads computing gradients (data parallelism): each step's micro-batches are shared out over
+   * replicas, their gradients summed, and this loop applies the one update and sends the trained
+   * weights back, so the run equals the single-thread one up to float summation order. Default 1
+   * (this thread only). A custom `lossSum` always runs on this thread.
+   */
+  threads?: number;
+  /** How replicas are built when the model is not what createModel(config, weights) gives (emulators, LoRA). */
+  replica?: DataParallelTrainerOptions['replica'];
 }
 
 export interface TrainResult {
@@ -111,9 +120,17 @@ export async function trainLoop(
   const every = opts.checkpointEvery ?? 50;
   const fingerprint = trainFingerprint(hyper, variables);
   let resumedFrom = 0;
+  let dp: DataParallelTrainer | undefined;
   try {
     if (opts.checkpointDir && (opts.resume ?? true) && existsSync(join(opts.checkpointDir, STATE_JSON))) {
       resumedFrom = await loadTrainState(opts.checkpointDir, fingerprint, variables, optimizer, batcher);
+    }
+    const threads = Math.max(1, Math.floor(opts.threads ?? 1));
+    if (threads > 1 && opts.lossSum) opts.logger?.info({ threads }, 'custom loss: training on one thread');
+    if (threads > 1 && !opts.lossSum) {
+      dp = await DataParallelTrainer.create(model, { threads, variables, replica: opts.replica, backend: tf.getBackend() as DataParallelTrainerOptions['backend'] });
+      await dp.loadTrainable(new Map([...variables].map(([n, v]) => [n, v.dataSync() as Float32Array])));
+      opts.logger?.info({ threads }, 'data-parallel training');
     }
     const last = Math.min(hyper.steps, opts.stopAfterStep ?? hyper.steps);
     const progress = new Progress({ total: hyper.steps, unit: 'step', label: opts.label ?? 'train', logger: opts.logger });
@@ -129,8 +146,9 @@ export async function trainLoop(
       if (tokens <= 0) throw new OffsiteError('EMPTY_DATASET', 'a training batch has no target token', { where: 'train' });
       // Longest first: micro-batches then pad little.
       const order = rows.map((_, i) => i).sort((a, b) => rows[b].length - rows[a].length || a - b);
-      const acc: (tf.Tensor | undefined)[] = vars.map(() => undefined);
       let lossTotal = 0;
+      let gradMap: Map<string, tf.Tensor>;
+      const parts: TokenBatch[] = [];
       for (let from = 0; from < order.length; from += hyper.microBatchSize) {
         const part = order.slice(from, from + hyper.microBatchSize);
         const len = rows[part[0]].length;
@@ -140,22 +158,33 @@ export async function trainLoop(
           ids.set(rows[r], k * len);
           mask.set(masks[r], k * (len - 1));
         });
-        const { value, grads } = tf.tidy(() =>
-          tf.variableGrads(
-            () => tf.div(lossSum(tf.tensor2d(ids, [part.length, len], 'int32'), tf.tensor2d(mask, [part.length, len - 1], 'float32')), tokens) as tf.Scalar,
-            vars,
-          ),
-        );
-        lossTotal += (await value.data())[0];
-        value.dispose();
-        accumulateGradients(acc, vars, grads);
+        parts.push({ ids, rows: part.length, seqLen: len, lossMask: mask });
       }
-      const gradMap = new Map<string, tf.Tensor>(names.map((n, i) => [n, acc[i] ?? tf.zerosLike(vars[i])]));
+      if (dp) {
+        const r = await dp.gradients(shareOut(parts, dp.threads), tokens);
+        lossTotal = r.lossSum / tokens;
+        gradMap = r.grads;
+      } else {
+        const acc: (tf.Tensor | undefined)[] = vars.map(() => undefined);
+        for (const p of parts) {
+          const { value, grads } = tf.tidy(() =>
+            tf.variableGrads(
+              () => tf.div(lossSum(tf.tensor2d(p.ids, [p.rows, p.seqLen], 'int32'), tf.tensor2d(p.lossMask!, [p.rows, p.seqLen - 1], 'float32')), tokens) as tf.Scalar,
+              vars,
+            ),
+          );
+          lossTotal += (await value.data())[0];
+          value.dispose();
+          accumulateGradients(acc, vars, grads);
+        }
+        gradMap = new Map<string, tf.Tensor>(names.map((n, i) => [n, acc[i] ?? tf.zerosLike(vars[i])]));
+      }
       const { grads: clipped, norm } = await clipByGlobalNormAsync(gradMap, hyper.gradClip);
       tf.dispose([...gradMap.values()]);
       const lr = schedule(step);
       optimizer.apply(clipped, lr);
       tf.dispose([...clipped.values()]);
+      if (dp) await dp.loadTrainable(new Map(names.map((n, i) => [n, vars[i].dataSync() as Float32Array])));
       losses.push(lossTotal);
       const info: TrainStepInfo = { step: step + 1, totalSteps: hyper.steps, loss: lossTotal, lr, gradNorm: norm, seconds: (performance.now() - t0) / 1000 };
       opts.onStep?.(info);
@@ -166,8 +195,22 @@ export async function trainLoop(
     }
     return { steps: Math.max(last, resumedFrom), losses, resumedFrom, seconds: (performance.now() - started) / 1000 };
   } finally {
+    await dp?.close();
     optimizer.dispose();
   }
+}
+
+/** Micro-batches over `n` replicas, longest first to the least loaded (cost: rows × length). */
+function shareOut(parts: TokenBatch[], n: number): TokenBatch[][] {
+  const out: TokenBatch[][] = Array.from({ length: n }, () => []);
+  const load = new Array<number>(n).fill(0);
+  for (const p of parts) {
+    let least = 0;
+    for (let w = 1; w < n; w++) if (load[w] < load[least]) least = w;
+    out[least].push(p);
+    load[least] += p.rows * p.seqLen;
+  }
+  return out;
 }
 
 /** What must not change between a run and its resumption. */

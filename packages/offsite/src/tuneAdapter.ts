@@ -1,18 +1,20 @@
 import type { Task, TokenEncoder } from '@scaleot/data';
 import { Tokenizer } from '@scaleot/tokenizer';
-import type { CausalLM } from '@scaleot/model';
+import { computeThreads, type CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { saveAdapter } from './adapterArtifact.js';
 import { loadEmulator, type LoadedEmulator } from './emulator.js';
 import { isLoraHost, LoraBlock } from './LoraBlock.js';
 import type { AdapterManifest, LoraSpec } from './manifest.js';
 import { OffsiteError } from './OffsiteError.js';
+import { blockKindModules } from './blockKinds.js';
 import { TaskBatcher } from './TaskBatcher.js';
+import type { EmulatorReplicaArgs } from './tuneReplica.js';
 import { resolveTask, type TaskInput } from './taskInput.js';
 import { DEFAULT_TRAIN, trainLoop, type TrainHyperParameters, type TrainLoopOptions, type TrainResult } from './trainLoop.js';
 
 /** Checkpointing and reporting settings of a training run. */
-export type RunControl = Pick<TrainLoopOptions, 'checkpointDir' | 'checkpointEvery' | 'resume' | 'stopAfterStep' | 'onStep' | 'logger'>;
+export type RunControl = Pick<TrainLoopOptions, 'checkpointDir' | 'checkpointEvery' | 'resume' | 'stopAfterStep' | 'onStep' | 'logger' | 'threads'>;
 
 export interface TuneAdapterOptions extends RunControl {
   /** Emulator artifact to tune against. */
@@ -37,6 +39,8 @@ export interface TuneAdapterResult {
   outDir: string;
   train: TrainResult;
   hyper: TrainHyperParameters;
+  /** Threads that computed gradients. */
+  threads: number;
 }
 
 /** The data owner's side: tune the adapter blocks of an emulator on a task and write the adapter artifact. */
@@ -46,7 +50,9 @@ export async function tuneAdapter(opts: TuneAdapterOptions): Promise<TuneAdapter
   const emu = await loadEmulator(opts.emulatorDir);
   try {
     const hyper = { ...DEFAULT_TRAIN, ...opts.hyper };
-    const tuned = await tuneAdapterInMemory(emu, task, tokenizer, hyper, opts.lora ?? null, opts);
+    // Every core this job is given (available parallelism, capped by the cgroup limit and SCALEOT_THREADS).
+    const threads = opts.threads ?? computeThreads();
+    const tuned = await tuneAdapterInMemory(emu, task, tokenizer, hyper, opts.lora ?? null, { ...opts, threads });
     const completed = tuned.train.steps >= hyper.steps;
     let manifest: AdapterManifest | undefined;
     if (completed) {
@@ -57,7 +63,7 @@ export async function tuneAdapter(opts: TuneAdapterOptions): Promise<TuneAdapter
         tf.dispose([...weights.values()]);
       }
     }
-    return { completed, manifest, outDir: opts.outDir, train: tuned.train, hyper };
+    return { completed, manifest, outDir: opts.outDir, train: tuned.train, hyper, threads };
   } finally {
     emu.model.dispose();
   }
@@ -79,7 +85,9 @@ export async function tuneAdapterInMemory(
   if (lora) wrapWithLora(emu.model, idx, lora, hyper.seed);
   const variables = trainableAdapterVariables(emu.model, idx);
   const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? emu.config.maxPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
-  const train = await trainLoop(emu.model, variables, batcher, hyper, { ...control, label: 'tune' });
+  const replicaArgs: EmulatorReplicaArgs = { emulatorDir: emu.dir, indices: idx, lora, seed: hyper.seed, kindModules: blockKindModules() };
+  const replica = { module: new URL('./tuneReplica.js', import.meta.url), exportName: 'buildEmulatorReplica', variablesExport: 'emulatorReplicaVariables', loadsWeights: true, args: replicaArgs };
+  const train = await trainLoop(emu.model, variables, batcher, hyper, { ...control, replica, label: 'tune' });
   return { train };
 }
 

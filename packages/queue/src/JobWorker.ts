@@ -52,6 +52,8 @@ export interface JobWorkerOptions {
    * (await between training steps), or a healthy job is taken for stalled and run twice. Default 60000.
    */
   lockDurationMs?: number;
+  /** How often a running job checks whether its request was deleted (the coordinator's cancel flag), ms. Default 1000. */
+  cancelPollMs?: number;
   /** How often this worker looks for stalled jobs, ms. Default 30000. */
   stalledIntervalMs?: number;
   /** Times a job may be recovered from a dead worker before it fails. Default 2. */
@@ -201,6 +203,22 @@ export class JobWorker extends EventEmitter<JobWorkerEvents> {
 
     const handler = this.options.handlers[kind] as JobHandler<JobKind>;
     const log = this.log.child({ job: job.id, kind, tenant });
+    // A job is stopped by BullMQ's cancel or by the flag a coordinator sets when its request is deleted
+    // (QueueJobRunner.cancelGroup); either aborts the handler's signal (the compute executor terminates
+    // the job's thread) and the job fails for good.
+    const abort = new AbortController();
+    const onCancel = () => abort.abort(signal?.reason ?? new QueueError('CANCELLED', `job ${job.id} was cancelled`));
+    signal?.addEventListener('abort', onCancel, { once: true });
+    const flag = `${this.options.prefix ?? DEFAULT_PREFIX}:${this.queueName}:cancelled:${job.id}`;
+    const poll = setInterval(() => {
+      this.connection.exists(flag).then((n) => {
+        if (n > 0 && !abort.signal.aborted) {
+          log.info('cancelled by its owner: stopping its compute');
+          abort.abort(new QueueError('CANCELLED', `job ${job.id} was cancelled (its request was deleted)`));
+        }
+      }, () => undefined);
+    }, this.options.cancelPollMs ?? 1000);
+    poll.unref();
     const context: JobContext = {
       kind,
       job: job as Job<JobPayload<JobKind>>,
@@ -208,12 +226,13 @@ export class JobWorker extends EventEmitter<JobWorkerEvents> {
       attempt: job.attemptsMade + 1,
       progress: (value) => job.updateProgress(value),
       childrenValues: <T>() => job.getChildrenValues<T>(),
-      signal,
+      signal: abort.signal,
       log,
     };
     try {
       return await handler(payload, context);
     } catch (error) {
+      if (abort.signal.aborted) throw new UnrecoverableError(`${isScaleotLike(error) ? error.code : 'CANCELLED'}: ${error instanceof Error ? error.message : String(error)}`);
       if (error instanceof DelayedError || error instanceof WaitingChildrenError || error instanceof UnrecoverableError) throw error;
       if (isScaleotLike(error) && error.unrecoverable) {
         log.warn({ code: error.code }, `failed for good: ${error.message}`);
@@ -221,6 +240,9 @@ export class JobWorker extends EventEmitter<JobWorkerEvents> {
       }
       log.warn({ err: error, attempt: context.attempt }, 'failed, will retry if attempts remain');
       throw error;
+    } finally {
+      clearInterval(poll);
+      signal?.removeEventListener('abort', onCancel);
     }
   }
 }

@@ -6,7 +6,7 @@ import { ScaleotError } from '@scaleot/core';
  * - `NO_HANDLER`: a worker took a job of a kind it has no handler for (route kinds to separate queues).
  * - `INVALID_OPTIONS`: contradictory or out-of-range options.
  */
-export type QueueErrorCode = 'UNKNOWN_JOB_KIND' | 'NO_HANDLER' | 'INVALID_OPTIONS';
+export type QueueErrorCode = 'UNKNOWN_JOB_KIND' | 'NO_HANDLER' | 'INVALID_OPTIONS' | 'CANCELLED';
 
 export class QueueError extends ScaleotError {
   declare readonly code: QueueErrorCode;

@@ -49,6 +49,8 @@ let registered = false;
 export function registerScaleotBlockKinds(): void {
   if (registered) return;
   registered = true;
-  registerBlockKind(HARMONIZER_KIND, harmonizerFromContext);
-  registerBlockKind(SRC_FACTORS_KIND, srcBlockFromContext);
+  // The package entry registers them on import: what a replica thread imports to know these kinds.
+  const module = new URL('./index.js', import.meta.url).href;
+  registerBlockKind(HARMONIZER_KIND, harmonizerFromContext, { module });
+  registerBlockKind(SRC_FACTORS_KIND, srcBlockFromContext, { module });
 }

@@ -1,16 +1,18 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/checkpoint';
-import { Progress, type Logger } from '@scaleot/core';
-import { createRng, lmDocuments, lmStream, randomWindows, Rng, taskRows } from '@scaleot/data';
-import { loadModel, tokenBatch, warmupCosine, type ModelConfig } from '@scaleot/model';
+import type { Logger } from '@scaleot/core';
+import { createRng, lmDocuments, lmStream, taskRows } from '@scaleot/data';
+import { loadModel, type ModelConfig } from '@scaleot/model';
 import { resolveTask, sourceModelInfo, writeArtifactDir, type SourceModelInfo, type TaskInput } from '@scaleot/offsite';
 import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
-import { Harmonizer, HARMONIZER_KIND } from './Harmonizer.js';
-import { applyHarmonizerUpdate, harmonizerGradientStep, HarmonizerOptimizer, rolloutLoss } from './harmonizerStep.js';
-import { middleGroups, reinforceUpdate, sampleGroupedMask } from './importance.js';
+import { HARMONIZER_KIND, type Harmonizer } from './Harmonizer.js';
+import type { HarmonizerOptimizer } from './harmonizerStep.js';
+import { middleGroups } from './importance.js';
+import { LocalStage1Executor } from './LocalStage1Executor.js';
+import { stage1Loop } from './stage1Loop.js';
 import { ScaleotMethodError } from './ScaleotMethodError.js';
 import {
   importanceTable,
@@ -265,8 +267,7 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
   }
   const source = await sourceModelInfo(resolve(opts.modelDir));
   const model = await loadModel(opts.modelDir, { trainable: false });
-  const harmonizers = new Map<number, Harmonizer>();
-  let optimizer: HarmonizerOptimizer | undefined;
+  let executor: LocalStage1Executor | undefined;
   try {
     const config = model.config;
     const { hyper, layout } = resolveStage1Hyper(opts, config);
@@ -277,77 +278,16 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
     for (const [name, s] of Object.entries(streams)) {
       if (s.length < hyper.seqLen + 2) throw new ScaleotMethodError('EMPTY_DATASET', `the ${name} stream has ${s.length} tokens; a window needs seqLen + 1 = ${hyper.seqLen + 1}`, { where: 'stage1 corpus' });
     }
-    for (const i of layout.middle) harmonizers.set(i, new Harmonizer(i, config.hiddenSize, { rank: hyper.rank, eps: config.normEps, seed: hyper.seed, initStd: hyper.initStd }));
-    optimizer = new HarmonizerOptimizer(harmonizers, { weightDecay: hyper.weightDecay });
-    const fingerprint = { source: source.sha256, hyper, streams: { train: streams.train.length, val: streams.val.length } };
-
-    let state = initialStage1State(hyper.seed, config.nLayer);
-    if ((opts.resume ?? true) && hasStage1State(checkpointDir)) {
-      state = await loadStage1State(checkpointDir, fingerprint, harmonizers, optimizer);
-    }
-    const resumedFrom = state.step;
-    const maskRng = new Rng(state.rng.mask);
-    const trainRng = new Rng(state.rng.train);
-    const valRng = new Rng(state.rng.val);
-    let scores = state.scores;
-    const log = state.log;
-    const schedule = warmupCosine({ warmupSteps: Math.min(hyper.warmupSteps, hyper.steps), totalSteps: hyper.steps, peakLr: hyper.lr, finalLrFraction: hyper.finalLrFraction });
-    const last = Math.min(hyper.steps, opts.stopAfterStep ?? hyper.steps);
-    const every = opts.checkpointEvery ?? 50;
-    const progress = new Progress({ total: hyper.steps, unit: 'step', label: 'stage1', logger: opts.logger });
-    if (resumedFrom > 0) progress.tick(resumedFrom);
-    const middleScores = () => Object.fromEntries(layout.middle.map((i) => [String(i), scores[i]]));
-    const replacedOf = (mask: number[]) => layout.middle.filter((i) => mask[i] === 0);
-    const runStarted = performance.now();
-
-    for (let step = resumedFrom; step < last; step++) {
-      const t0 = performance.now();
-      const lr = schedule(step);
-      const mask = sampleGroupedMask(scores, layout.groups, maskRng, { keepFraction: hyper.keepFraction });
-      const batch = tokenBatch(randomWindows(streams.train, hyper.seqLen, hyper.batchSize, trainRng));
-      const g = harmonizerGradientStep(model, harmonizers, mask, batch, { alignWeight: hyper.alignWeight, microBatchSize: hyper.microBatchSize });
-      let gradNorm: number;
-      try {
-        gradNorm = applyHarmonizerUpdate(optimizer, g.grads, lr, hyper.gradClip).gradNorm;
-      } finally {
-        tf.dispose([...g.grads.values()]);
-      }
-      const entry: Stage1StepLog = { step: step + 1, loss: g.nllSum / g.tokens, align: g.alignSum / batch.rows, lr, gradNorm, replaced: replacedOf(mask), scores: {}, seconds: 0 };
-      if ((step + 1) % hyper.rlEvery === 0) {
-        const val = tokenBatch(randomWindows(streams.val, hyper.seqLen, hyper.rlBatchSize, valRng));
-        const masks = Array.from({ length: hyper.candidates }, () => sampleGroupedMask(scores, layout.groups, maskRng, { keepFraction: hyper.keepFraction }));
-        const losses = masks.map((m) => rolloutLoss(model, harmonizers, m, val, hyper.microBatchSize));
-        const update = reinforceUpdate(scores, masks, losses, layout.groups, { eta: hyper.eta, clamp: hyper.scoreClamp, eps: hyper.advantageEps });
-        scores = update.scores;
-        entry.rollouts = { replaced: masks.map(replacedOf), losses, advantages: update.advantages };
-      }
-      entry.scores = middleScores();
-      entry.seconds = (performance.now() - t0) / 1000;
-      log.push(entry);
-      opts.onStep?.(entry);
-      progress.tick(1, { loss: entry.loss, align: entry.align });
-      if ((step + 1) % every === 0 || (step + 1 === last && last < hyper.steps)) {
-        await saveStage1State(checkpointDir, fingerprint, {
-          step: step + 1,
-          scores,
-          rng: { mask: maskRng.state, train: trainRng.state, val: valRng.state },
-          log,
-          seconds: state.seconds + (performance.now() - runStarted) / 1000,
-        }, harmonizers, optimizer);
-      }
-    }
-    const seconds = state.seconds + (performance.now() - runStarted) / 1000;
-    const steps = Math.max(last, resumedFrom);
-    if (steps < hyper.steps) {
-      return { completed: false, outDir, scores, log, steps, resumedFrom, seconds: (performance.now() - started) / 1000 };
-    }
-    const manifest = await writeStage1Artifacts({ outDir, source, layout, hyper, hyperParameters: { ...hyper }, steps, scores, harmonizers, log, seconds });
-    if (!insideOut) await rm(checkpointDir, { recursive: true, force: true });
-    return { completed: true, outDir, manifest, scores, log, steps, resumedFrom, seconds: (performance.now() - started) / 1000 };
+    executor = new LocalStage1Executor(model);
+    const result = await stage1Loop(executor, {
+      hyper, layout, modelConfig: config, source, streams, outDir, checkpointDir,
+      resume: opts.resume, checkpointEvery: opts.checkpointEvery, stopAfterStep: opts.stopAfterStep,
+      removeCheckpoint: !insideOut, onStep: opts.onStep ? (entry) => opts.onStep!(entry) : undefined, logger: opts.logger,
+    });
+    return { ...result, seconds: (performance.now() - started) / 1000 };
   } finally {
-    optimizer?.dispose();
-    for (const h of harmonizers.values()) h.dispose();
-    model.dispose();
+    // The executor disposes the model it was given; before it exists, this does.
+    if (!executor) model.dispose();
   }
 }
 

@@ -13,6 +13,7 @@ interface TuneFlags extends GlobalOptions, TrainFlags {
   checkpointEvery?: number;
   resume: boolean;
   overwrite?: boolean;
+  threads?: number;
 }
 
 export function tuneCommand(): Command {
@@ -26,7 +27,8 @@ export function tuneCommand(): Command {
     .option('--checkpoint-dir <dir>', 'resumable training state (weights, optimizer, step, data position)')
     .option('--checkpoint-every <n>', 'save state every N steps (default 50)', positiveInt)
     .option('--no-resume', 'start over even if --checkpoint-dir holds state')
-    .option('--overwrite', 'replace an existing output directory');
+    .option('--overwrite', 'replace an existing output directory')
+    .option('--threads <n>', 'threads computing gradients, data-parallel (default: available cores, capped by the cgroup CPU limit and SCALEOT_THREADS); the result equals 1 thread up to float rounding', positiveInt);
   return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: TuneFlags) => {
     await runCommand('tune', flags, async (log) => {
       refuseExistingOutput(flags.out, { overwrite: flags.overwrite, resumable: flags.checkpointDir ? [flags.checkpointDir] : [] });
@@ -44,11 +46,12 @@ export function tuneCommand(): Command {
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
         overwrite: flags.overwrite,
+        threads: flags.threads,
         logger: log,
       });
       const last = r.train.losses.at(-1);
       return {
-        result: { outDir: r.outDir, completed: r.completed, steps: r.train.steps, finalLoss: last ?? null, hyper: r.hyper },
+        result: { outDir: r.outDir, completed: r.completed, steps: r.train.steps, finalLoss: last ?? null, hyper: r.hyper, threads: r.threads },
         human: `adapter tuned for ${r.train.steps} steps (final loss ${last?.toFixed(4) ?? 'n/a'}) -> ${r.outDir}`,
       };
     });
