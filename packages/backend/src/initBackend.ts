@@ -1,3 +1,4 @@
+import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { createLogger, type Logger } from '@scaleot/core';
 import { BackendError } from './BackendError.js';
@@ -133,7 +134,8 @@ async function activate(name: BackendName): Promise<BackendName> {
   const { getThreadsCount, ...rest } = details;
   if (typeof getThreadsCount === 'function') rest.threads = (getThreadsCount as () => number)();
   log ??= createLogger('backend');
-  log.info({ backend: name, tfjs: tf.version.tfjs, ...rest }, `tfjs backend: ${name}`);
+  // Once per process: replica and compute threads start the same backend again, which is not news.
+  log[isMainThread ? 'info' : 'debug']({ backend: name, tfjs: tf.version.tfjs, ...rest }, `tfjs backend: ${name}`);
   return name;
 }
 

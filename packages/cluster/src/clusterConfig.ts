@@ -158,6 +158,7 @@ const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: str
   { name: 'SCALEOT_WORKER_GROUP', roles: ['worker'], doc: 'worker group name (default cpu)' },
   { name: 'SCALEOT_WORKER_CONCURRENCY', roles: ['worker'], doc: 'jobs at once per worker (default 1)' },
   { name: 'SCALEOT_METRICS_PORT', roles: ['coordinator', 'worker'], doc: '/healthz, /readyz, /metrics (workers: default 9090, 0 picks a free port: one per worker on a host; coordinator: set = /metrics only here, not on the API port)' },
+  { name: 'SCALEOT_THREADS', roles: ['coordinator', 'worker'], doc: 'cores a job may use for data-parallel replicas (default: available parallelism, capped by the cgroup CPU limit)' },
   { name: 'SCALEOT_JOB_LOCK_MS', roles: ['coordinator', 'worker'], doc: 'BullMQ job lock; a dead worker\'s job is re-run after about lock + stalled interval (default 30000)' },
   { name: 'SCALEOT_STALLED_INTERVAL_MS', roles: ['coordinator', 'worker'], doc: 'stalled-job check interval (default 15000)' },
 ];

@@ -12,6 +12,11 @@ export function setLogFormat(next: LogFormat): void {
   format = next;
 }
 
+/** The environment of a worker thread of this process: it logs in the process' format (its stderr is this one's). */
+export function threadEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, SCALEOT_LOG_FORMAT: format };
+}
+
 export function logFormat(): LogFormat {
   return format;
 }

@@ -3,4 +3,4 @@ export { atomicWrite, atomicWriteFile, atomicWriteJson, tempPathFor, type Atomic
 export { createLogger, logger, type Logger } from './logger.js';
 export { Progress, type ProgressOptions } from './Progress.js';
 export { isEntryPoint, onShutdownSignals } from './processLifecycle.js';
-export { setLogFormat, logFormat, progressLine, formatField, formatDuration, humanLine, terminal, type LogFormat, type ProgressView } from './consoleOutput.js';
+export { setLogFormat, logFormat, threadEnv, progressLine, formatField, formatDuration, humanLine, terminal, type LogFormat, type ProgressView } from './consoleOutput.js';

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { Logger } from '@scaleot/core';
+import { threadEnv, type Logger } from '@scaleot/core';
 import { ComputeError } from './ComputeError.js';
 import type { ComputeRunOptions } from './ComputeExecutor.js';
 import type { ComputeReply, ComputeTask, ComputeThreadInit, SerializedError } from './computeProtocol.js';
@@ -75,7 +75,7 @@ export class ComputeThread {
   private thread(): Promise<Worker> {
     if (this.ready) return this.ready;
     const init: ComputeThreadInit = { backend: this.options.backend, threadBudget: this.options.threadBudget };
-    const worker = new Worker(new URL('./computeWorker.js', import.meta.url), { workerData: init });
+    const worker = new Worker(new URL('./computeWorker.js', import.meta.url), { workerData: init, env: threadEnv() });
     this.worker = worker;
     this.ready = new Promise<Worker>((resolve, reject) => {
       worker.on('message', (msg: ComputeReply) => {

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import { threadEnv } from '@scaleot/core';
 import type { AdamWState } from './AdamW.js';
 import { ModelError } from './ModelError.js';
 import { sliceBatch, targetTokens, validateBatch, type TokenBatch } from './TokenBatch.js';
@@ -120,7 +121,7 @@ export class DataParallelTrainer {
         replicaArgs: opts.replica?.args,
         replicaVariables: opts.replica?.variablesExport,
       };
-      workers.push(new Worker(url, { workerData: data }));
+      workers.push(new Worker(url, { workerData: data, env: threadEnv() }));
     }
     const trainer = new DataParallelTrainer(workers, slotBuffers, sumBuffer, model.config, opts, layout);
     try {

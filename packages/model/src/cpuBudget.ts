@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isMainThread, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
 
 /** The cgroup v2 CPU limit (a pod's `resources.limits.cpu`), rounded down, or undefined when unlimited. */
 export function cgroupCpuLimit(file = '/sys/fs/cgroup/cpu.max'): number | undefined {
@@ -26,4 +27,13 @@ export function computeThreads(env: NodeJS.ProcessEnv = process.env): number {
   const setting = env.SCALEOT_THREADS ? Number(env.SCALEOT_THREADS) : undefined;
   if (setting !== undefined && Number.isInteger(setting) && setting >= 1) n = Math.min(n, setting);
   return Math.max(1, n);
+}
+
+/**
+ * Data-parallel replicas for a training loop on the active backend: `computeThreads()` on the CPU
+ * backends (wasm, cpu), where each replica is a core; 1 elsewhere (webgpu, tensorflow), where the
+ * device is the parallelism and replica threads would only add synchronous reads and copies.
+ */
+export function trainingThreads(env: NodeJS.ProcessEnv = process.env): number {
+  return ['wasm', 'cpu'].includes(tf.getBackend()) ? computeThreads(env) : 1;
 }

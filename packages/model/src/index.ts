@@ -31,4 +31,4 @@ export { groupedCausalMask, groupedAttentionBias } from './groupedAttention.js';
 export { swiGlu } from './families/llama/swiGlu.js';
 export { ComputeExecutor, ComputeError, type ComputeExecutorOptions, type ComputeRunOptions } from './ComputeExecutor.js';
 export type { ComputeTask, ComputeTaskContext, ComputeTaskFunction } from './computeProtocol.js';
-export { computeThreads, cgroupCpuLimit } from './cpuBudget.js';
+export { computeThreads, trainingThreads, cgroupCpuLimit } from './cpuBudget.js';

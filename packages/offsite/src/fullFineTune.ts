@@ -1,5 +1,5 @@
 import type { Task, TokenEncoder } from '@scaleot/data';
-import { computeThreads, loadModel, type CausalLM } from '@scaleot/model';
+import { loadModel, trainingThreads, type CausalLM } from '@scaleot/model';
 import { Tokenizer } from '@scaleot/tokenizer';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -32,7 +32,7 @@ export async function fullFineTune(opts: FullFineTuneOptions): Promise<{ train: 
   const hyper = { ...DEFAULT_TRAIN, ...opts.hyper };
   const model = await loadModel(opts.modelDir);
   try {
-    const train = await fullFineTuneInMemory(model, task, tokenizer, hyper, { ...opts, threads: opts.threads ?? computeThreads() });
+    const train = await fullFineTuneInMemory(model, task, tokenizer, hyper, { ...opts, threads: opts.threads ?? trainingThreads() });
     if (opts.outDir && train.steps >= hyper.steps) {
       const extraFiles = TOKENIZER_FILES.map((f) => join(opts.modelDir, f)).filter((p) => existsSync(p));
       await model.save(opts.outDir, { extraFiles });

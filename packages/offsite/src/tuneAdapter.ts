@@ -1,6 +1,6 @@
 import type { Task, TokenEncoder } from '@scaleot/data';
 import { Tokenizer } from '@scaleot/tokenizer';
-import { computeThreads, type CausalLM } from '@scaleot/model';
+import { trainingThreads, type CausalLM } from '@scaleot/model';
 import * as tf from '@tensorflow/tfjs';
 import { saveAdapter } from './adapterArtifact.js';
 import { loadEmulator, type LoadedEmulator } from './emulator.js';
@@ -50,8 +50,8 @@ export async function tuneAdapter(opts: TuneAdapterOptions): Promise<TuneAdapter
   const emu = await loadEmulator(opts.emulatorDir);
   try {
     const hyper = { ...DEFAULT_TRAIN, ...opts.hyper };
-    // Every core this job is given (available parallelism, capped by the cgroup limit and SCALEOT_THREADS).
-    const threads = opts.threads ?? computeThreads();
+    // Every core this job is given on a CPU backend (available parallelism, capped by the cgroup limit and SCALEOT_THREADS); one loop on a GPU.
+    const threads = opts.threads ?? trainingThreads();
     const tuned = await tuneAdapterInMemory(emu, task, tokenizer, hyper, opts.lora ?? null, { ...opts, threads });
     const completed = tuned.train.steps >= hyper.steps;
     let manifest: AdapterManifest | undefined;
