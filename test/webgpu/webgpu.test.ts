@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BackendError, BindingLimitError, crossEntropyPerToken, geluNew, initBackend, webGpuAdapterInfo } from '@scaleot/backend';
-import { loadModel, type CausalLM, type ForwardOptions } from '@scaleot/model';
+import { loadModel } from '@scaleot/model';
 import { createUniformEmulator, readAdapter, tuneAdapter } from '@scaleot/offsite';
 import { modelDir, referenceRows } from '../../packages/model/test/fixtures.js';
-import { familyDir, familyReference, type FamilyModel, type FamilyRow, type PaddedFamilyRow } from '../../packages/model/test/familiesFixtures.js';
+import { familyDir, familyReference, rowDeviation, type FamilyModel } from '../../packages/model/test/familiesFixtures.js';
 
 // HF transformers float32 reference: a correct float32 implementation lands within 1e-4.
 const TOL = 1e-4;
@@ -33,34 +33,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
-}
-
-/** Max |Δ| of logits at the reference positions and of per-token NLL, one row. */
-async function rowDeviation(model: CausalLM, row: FamilyRow | PaddedFamilyRow): Promise<{ logit: number; nll: number }> {
-  const t = row.ids.length;
-  const ids = tf.tensor2d([row.ids], [1, t], 'int32');
-  const opts: ForwardOptions = {};
-  if ('attention_mask' in row) {
-    opts.attentionMask = tf.tensor2d([row.attention_mask], [1, t], 'int32');
-    if (row.position_ids) opts.positionIds = tf.tensor2d([row.position_ids], [1, t], 'int32');
-  }
-  try {
-    const logits = model.logits(ids, opts);
-    const nll = tf.tidy(() => crossEntropyPerToken(tf.slice(logits, [0, 0, 0], [1, t - 1, -1]), tf.slice(ids, [0, 1], [1, t - 1])));
-    const got = (await logits.array())[0];
-    const gotNll = ((await nll.array()) as number[][])[0];
-    tf.dispose([logits, nll]);
-    let logit = 0;
-    expect(Object.keys(row.logits)).toContain(String(t - 1));
-    for (const [pos, want] of Object.entries(row.logits)) logit = Math.max(logit, maxAbsDiff(got[Number(pos)], want));
-    let nllDev = 0;
-    row.nll.forEach((want, i) => {
-      if (want !== null) nllDev = Math.max(nllDev, Math.abs(gotNll[i] - want));
-    });
-    return { logit, nll: nllDev };
-  } finally {
-    tf.dispose([ids, opts.attentionMask, opts.positionIds].filter((x): x is tf.Tensor2D => x !== undefined));
-  }
 }
 
 describe.skipIf(unavailable !== undefined)(`webgpu backend on ${adapter?.device ?? 'no adapter'} (${adapter?.software ? 'software' : 'GPU'})`, () => {

@@ -1,7 +1,6 @@
-import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { crossEntropyPerToken, loadModel, useBackend, type CausalLM, type ForwardOptions } from '@scaleot/model';
-import { FAMILY_MODELS, familyDir, familyReference, type FamilyRow, type PaddedFamilyRow } from './familiesFixtures.js';
+import { loadModel, useBackend, type CausalLM } from '@scaleot/model';
+import { FAMILY_MODELS, familyDir, familyReference, rowDeviation, type FamilyRow, type PaddedFamilyRow } from './familiesFixtures.js';
 
 // HF transformers float32 reference (eager attention, CPU). HF float32 vs float64 differs by up to 3e-5
 // on these logits; a correct float32 implementation lands well inside 1e-4.
@@ -14,41 +13,12 @@ interface Deviation {
   compared: number;
 }
 
+// cpu is pure JS: one forward serves both checks there; wasm runs tokenNll's own forward as well.
 async function compareRow(model: CausalLM, backend: string, row: FamilyRow | PaddedFamilyRow, dev: Deviation): Promise<void> {
-  const t = row.ids.length;
-  const ids = tf.tensor2d([row.ids], [1, t], 'int32');
-  const opts: ForwardOptions = {};
-  if ('attention_mask' in row) {
-    opts.attentionMask = tf.tensor2d([row.attention_mask], [1, t], 'int32');
-    if (row.position_ids) opts.positionIds = tf.tensor2d([row.position_ids], [1, t], 'int32');
-  }
-  try {
-    const logits = model.logits(ids, opts);
-    // cpu is pure JS: one forward serves both checks there; wasm runs tokenNll's own forward as well.
-    const nll =
-      backend === 'cpu' ? tf.tidy(() => crossEntropyPerToken(tf.slice(logits, [0, 0, 0], [1, t - 1, -1]), tf.slice(ids, [0, 1], [1, t - 1]))) : model.tokenNll(ids, opts);
-    const logitRows = (await logits.array())[0];
-    const nllRow = ((await nll.array()) as number[][])[0];
-    tf.dispose([logits, nll]);
-    expect(Object.keys(row.logits)).toContain(String(t - 1));
-    for (const [pos, want] of Object.entries(row.logits)) {
-      const got = logitRows[Number(pos)];
-      expect(got.length).toBe(want.length);
-      for (let j = 0; j < want.length; j++) dev.logit = Math.max(dev.logit, Math.abs(got[j] - want[j]));
-      dev.compared += want.length;
-    }
-    expect(nllRow.length).toBe(row.nll.length);
-    let real = 0;
-    for (let i = 0; i < row.nll.length; i++) {
-      const want = row.nll[i];
-      if (want === null) continue;
-      real++;
-      dev.nll = Math.max(dev.nll, Math.abs(nllRow[i] - want));
-    }
-    expect(real).toBeGreaterThan(0);
-  } finally {
-    tf.dispose([ids, opts.attentionMask, opts.positionIds].filter((x): x is tf.Tensor2D => x !== undefined));
-  }
+  const d = await rowDeviation(model, row, backend === 'cpu' ? 'logits' : 'tokenNll');
+  dev.logit = Math.max(dev.logit, d.logit);
+  dev.nll = Math.max(dev.nll, d.nll);
+  dev.compared += d.compared;
 }
 
 for (const backend of ['wasm', 'cpu'] as const) {
