@@ -38,15 +38,21 @@ async function checkRedis(config: ClusterConfig, problems: string[]): Promise<vo
   if (!redis.ok) problems.push(`SCALEOT_REDIS_URL: no Redis answers at ${config.redisUrl} (${redis.reason}); start Redis, fix the URL, or set SCALEOT_REDIS_PASSWORD`);
 }
 
-/** The coordinator's settings, all checked: environment, tokens file, storage, settings file, ports, Redis. */
-export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): Promise<StartupResult<{ config: ClusterConfig; settings: CoordinatorSettings; auth: TenantAuth; curveClientKeys?: string[] }>> {
-  const problems: string[] = [];
-  let config: ClusterConfig;
+/** The environment's settings; a malformed one is the only problem reported (nothing else can be checked without them). */
+function parseEnvironment(env: NodeJS.ProcessEnv): StartupResult<ClusterConfig> {
   try {
-    config = clusterConfigFromEnv(env);
+    return { ok: true, value: clusterConfigFromEnv(env) };
   } catch (error) {
     return { ok: false, problems: [message(error)] };
   }
+}
+
+/** The coordinator's settings, all checked: environment, tokens file, storage, settings file, ports, Redis. */
+export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): Promise<StartupResult<{ config: ClusterConfig; settings: CoordinatorSettings; auth: TenantAuth; curveClientKeys?: string[] }>> {
+  const problems: string[] = [];
+  const parsed = parseEnvironment(env);
+  if (!parsed.ok) return parsed;
+  const config = parsed.value;
   let auth: TenantAuth | undefined;
   if (!config.apiTokensFile) problems.push('SCALEOT_API_TOKENS_FILE is not set: mount the tokens file ({"tenant": "token", ...}) and point the variable at it');
   else if (!existsSync(config.apiTokensFile)) problems.push(`SCALEOT_API_TOKENS_FILE: ${config.apiTokensFile} does not exist`);
@@ -105,12 +111,9 @@ export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): 
 /** A worker's settings: environment, storage, metrics port (a second worker on a host needs its own or 0), Redis. */
 export async function workerStartup(env: NodeJS.ProcessEnv = process.env): Promise<StartupResult<ClusterConfig>> {
   const problems: string[] = [];
-  let config: ClusterConfig;
-  try {
-    config = clusterConfigFromEnv(env);
-  } catch (error) {
-    return { ok: false, problems: [message(error)] };
-  }
+  const parsed = parseEnvironment(env);
+  if (!parsed.ok) return parsed;
+  const config = parsed.value;
   checkStorage(config.storageDir, problems);
   if (config.metricsPort !== 0 && !(await portFree(config.metricsPort, '0.0.0.0'))) {
     problems.push(`SCALEOT_METRICS_PORT: port ${config.metricsPort} is in use (another worker on this host?); give each worker its own port, or 0 for any free one`);
