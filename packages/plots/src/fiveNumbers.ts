@@ -1,4 +1,4 @@
-import { CHART_CONFIG, renderSvg, type ChartSpec } from './render.js';
+import { renderSvg, vegaLiteChart, type ChartSpec } from './render.js';
 import { formatMetric, metricDirection } from './metric.js';
 
 /** The five offsite-tuning numbers of one emulator. */
@@ -40,49 +40,44 @@ export function fiveNumbersSpec(series: FiveNumbersSeries[], title = 'The five n
       text: formatMetric(s.metric, s[n.key]),
     })),
   );
-  return {
-    grammar: 'vega-lite',
+  return vegaLiteChart({
+    title: { text: title, subtitle: `${direction.words}; one shared scale for every emulator` },
+    data: { values },
+    facet: { row: { field: 'emulator', type: 'nominal', title: null, header: { labelFontSize: 12, labelAngle: 0, labelAlign: 'left', labelAnchor: 'start', labelOrient: 'top', labelFontWeight: 'bold' } } },
     spec: {
-      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-      config: CHART_CONFIG,
-      title: { text: title, subtitle: `${direction.words}; one shared scale for every emulator` },
-      data: { values },
-      facet: { row: { field: 'emulator', type: 'nominal', title: null, header: { labelFontSize: 12, labelAngle: 0, labelAlign: 'left', labelAnchor: 'start', labelOrient: 'top', labelFontWeight: 'bold' } } },
-      spec: {
-        width: 460,
-        height: { step: 22 },
-        layer: [
-          {
-            mark: { type: 'rule', color: '#c8c8c8' },
-            encoding: {
-              y: { field: 'number', type: 'nominal', sort: FIVE_NUMBERS.map((n) => n.name), title: null },
-              x: { aggregate: 'min', field: 'value', type: 'quantitative' },
-              x2: { aggregate: 'max', field: 'value' },
-            },
+      width: 460,
+      height: { step: 22 },
+      layer: [
+        {
+          mark: { type: 'rule', color: '#c8c8c8' },
+          encoding: {
+            y: { field: 'number', type: 'nominal', sort: FIVE_NUMBERS.map((n) => n.name), title: null },
+            x: { aggregate: 'min', field: 'value', type: 'quantitative' },
+            x2: { aggregate: 'max', field: 'value' },
           },
-          {
-            mark: { type: 'point', filled: true, size: 110 },
-            encoding: {
-              y: { field: 'number', type: 'nominal', sort: FIVE_NUMBERS.map((n) => n.name), title: null },
-              x: { field: 'value', type: 'quantitative', scale: { zero: false, nice: true }, title: direction.words },
-              color: { field: 'group', type: 'nominal', title: 'which model', scale: { range: ['#1f5fa8', '#c4381b', '#2a8a3e'] }, legend: { orient: 'bottom' } },
-              shape: { field: 'group', type: 'nominal', title: 'which model', legend: { orient: 'bottom' } },
-              tooltip: [{ field: 'number' }, { field: 'text', title: first?.metric ?? 'value' }],
-            },
+        },
+        {
+          mark: { type: 'point', filled: true, size: 110 },
+          encoding: {
+            y: { field: 'number', type: 'nominal', sort: FIVE_NUMBERS.map((n) => n.name), title: null },
+            x: { field: 'value', type: 'quantitative', scale: { zero: false, nice: true }, title: direction.words },
+            color: { field: 'group', type: 'nominal', title: 'which model', scale: { range: ['#1f5fa8', '#c4381b', '#2a8a3e'] }, legend: { orient: 'bottom' } },
+            shape: { field: 'group', type: 'nominal', title: 'which model', legend: { orient: 'bottom' } },
+            tooltip: [{ field: 'number' }, { field: 'text', title: first?.metric ?? 'value' }],
           },
-          {
-            mark: { type: 'text', align: 'left', dx: 9, fontSize: 11, color: '#222' },
-            encoding: {
-              y: { field: 'number', type: 'nominal', sort: FIVE_NUMBERS.map((n) => n.name) },
-              x: { field: 'value', type: 'quantitative' },
-              text: { field: 'text' },
-            },
+        },
+        {
+          mark: { type: 'text', align: 'left', dx: 9, fontSize: 11, color: '#222' },
+          encoding: {
+            y: { field: 'number', type: 'nominal', sort: FIVE_NUMBERS.map((n) => n.name) },
+            x: { field: 'value', type: 'quantitative' },
+            text: { field: 'text' },
           },
-        ],
-      },
-      resolve: { scale: { x: 'shared' } },
+        },
+      ],
     },
-  };
+    resolve: { scale: { x: 'shared' } },
+  });
 }
 
 export async function fiveNumbersChart(series: FiveNumbersSeries[], title?: string): Promise<string> {

@@ -1,4 +1,4 @@
-import { CHART_CONFIG, renderSvg, type ChartSpec } from './render.js';
+import { renderSvg, vegaLiteChart, type ChartSpec } from './render.js';
 import { metricDirection } from './metric.js';
 
 export interface FrontierChartPoint {
@@ -37,42 +37,37 @@ export function frontierSpec(points: FrontierChartPoint[], options: { title?: st
   const mid = domain[0] + 0.7 * (domain[1] - domain[0]);
   const x = { field: 'x', type: 'quantitative', scale: { domain, nice: false, zero: false }, title: `emulator fine-tuned (the data owner alone), ${options.metric}`, axis: { tickCount: 8, labelOverlap: true } } as const;
   const y = { field: 'y', type: 'quantitative', scale: { domain, nice: false, zero: false }, title: `plug-in (adapter in the full model), ${options.metric}`, axis: { tickCount: 8 } } as const;
-  return {
-    grammar: 'vega-lite',
-    spec: {
-      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-      config: CHART_CONFIG,
-      title: {
-        text: options.title ?? 'Privacy-utility frontier',
-        subtitle: [`${direction.words}. Points ${better} the dashed diagonal: the plug-in beats what the`, 'data owner gets from the emulator alone (model privacy); on the diagonal there is none.'],
-      },
-      width: 440,
-      height: 440,
-      layer: [
-        {
-          data: { values: [{ x: domain[0], y: domain[0] }, { x: domain[1], y: domain[1] }] },
-          mark: { type: 'line', color: '#666', strokeDash: [6, 4], clip: true },
-          encoding: { x, y },
-        },
-        {
-          data: { values: [{ x: mid, y: mid, text: 'no privacy: plug-in = emulator fine-tuned' }] },
-          mark: { type: 'text', align: 'center', baseline: 'bottom', dy: -4, angle: 315, fontSize: 11, color: '#444' },
-          encoding: { x, y, text: { field: 'text' } },
-        },
-        {
-          data: { values },
-          mark: { type: 'point', filled: true, size: 150, opacity: 1, stroke: 'white', strokeWidth: 0.8 },
-          encoding: {
-            x,
-            y,
-            color: { field: 'label', type: 'nominal', sort: values.map((v) => v.label), title: 'emulator', scale: { scheme: values.length <= 10 ? 'tableau10' : 'tableau20' }, legend: { orient: 'right', symbolType: 'circle' } },
-            shape: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: Object.values(KIND_NAMES), range: ['circle', 'square', 'diamond'] }, legend: { orient: 'right' } },
-            tooltip: [{ field: 'label', title: 'emulator' }, { field: 'kind' }, { field: 'x', title: 'emulator fine-tuned', format: '.2f' }, { field: 'y', title: 'plug-in', format: '.2f' }],
-          },
-        },
-      ],
+  return vegaLiteChart({
+    title: {
+      text: options.title ?? 'Privacy-utility frontier',
+      subtitle: [`${direction.words}. Points ${better} the dashed diagonal: the plug-in beats what the`, 'data owner gets from the emulator alone (model privacy); on the diagonal there is none.'],
     },
-  };
+    width: 440,
+    height: 440,
+    layer: [
+      {
+        data: { values: [{ x: domain[0], y: domain[0] }, { x: domain[1], y: domain[1] }] },
+        mark: { type: 'line', color: '#666', strokeDash: [6, 4], clip: true },
+        encoding: { x, y },
+      },
+      {
+        data: { values: [{ x: mid, y: mid, text: 'no privacy: plug-in = emulator fine-tuned' }] },
+        mark: { type: 'text', align: 'center', baseline: 'bottom', dy: -4, angle: 315, fontSize: 11, color: '#444' },
+        encoding: { x, y, text: { field: 'text' } },
+      },
+      {
+        data: { values },
+        mark: { type: 'point', filled: true, size: 150, opacity: 1, stroke: 'white', strokeWidth: 0.8 },
+        encoding: {
+          x,
+          y,
+          color: { field: 'label', type: 'nominal', sort: values.map((v) => v.label), title: 'emulator', scale: { scheme: values.length <= 10 ? 'tableau10' : 'tableau20' }, legend: { orient: 'right', symbolType: 'circle' } },
+          shape: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: Object.values(KIND_NAMES), range: ['circle', 'square', 'diamond'] }, legend: { orient: 'right' } },
+          tooltip: [{ field: 'label', title: 'emulator' }, { field: 'kind' }, { field: 'x', title: 'emulator fine-tuned', format: '.2f' }, { field: 'y', title: 'plug-in', format: '.2f' }],
+        },
+      },
+    ],
+  });
 }
 
 export async function frontierChart(points: FrontierChartPoint[], options: { title?: string; metric: string; higherIsBetter?: boolean }): Promise<string> {

@@ -1,4 +1,4 @@
-import { CHART_CONFIG, renderSvg, type ChartSpec } from './render.js';
+import { renderSvg, vegaLiteChart, type ChartSpec } from './render.js';
 
 export interface ImportanceBlock {
   index: number;
@@ -16,30 +16,25 @@ export function layerImportanceSpec(blocks: ImportanceBlock[], title = 'Stage 1:
   const order = blocks.map((b) => b.index);
   const x = { field: 'block', type: 'ordinal', sort: order, title: 'transformer block', scale: { paddingInner: 0.15 }, axis: { labelAngle: 0 } } as const;
   const color = { field: 'role', type: 'nominal', title: null, scale: { domain: ['middle block (scored)', 'adapter block (kept, not scored)'], range: ['#1f5fa8', '#d9d9d9'] }, legend: { orient: 'bottom' } } as const;
-  return {
-    grammar: 'vega-lite',
-    spec: {
-      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-      config: CHART_CONFIG,
-      title: { text: title, subtitle: 'score s_i: higher means replacing the block hurts more, so it is more likely kept' },
-      width: Math.max(360, 26 * blocks.length),
-      height: 260,
-      data: { values },
-      layer: [
-        {
-          transform: [{ filter: "datum.role !== 'middle block (scored)'" }],
-          mark: { type: 'rect', opacity: 0.9 },
-          encoding: { x, y: { value: 0 }, y2: { value: { expr: 'height' } }, color },
-        },
-        {
-          transform: [{ filter: 'isValid(datum.score)' }],
-          mark: { type: 'bar' },
-          encoding: { x, y: { field: 'score', type: 'quantitative', title: 'importance score s_i' }, color, tooltip: [{ field: 'block' }, { field: 'score', format: '.4f' }] },
-        },
-        { mark: { type: 'rule', color: '#111', strokeWidth: 1.2 }, encoding: { y: { datum: 0 } } },
-      ],
-    },
-  };
+  return vegaLiteChart({
+    title: { text: title, subtitle: 'score s_i: higher means replacing the block hurts more, so it is more likely kept' },
+    width: Math.max(360, 26 * blocks.length),
+    height: 260,
+    data: { values },
+    layer: [
+      {
+        transform: [{ filter: "datum.role !== 'middle block (scored)'" }],
+        mark: { type: 'rect', opacity: 0.9 },
+        encoding: { x, y: { value: 0 }, y2: { value: { expr: 'height' } }, color },
+      },
+      {
+        transform: [{ filter: 'isValid(datum.score)' }],
+        mark: { type: 'bar' },
+        encoding: { x, y: { field: 'score', type: 'quantitative', title: 'importance score s_i' }, color, tooltip: [{ field: 'block' }, { field: 'score', format: '.4f' }] },
+      },
+      { mark: { type: 'rule', color: '#111', strokeWidth: 1.2 }, encoding: { y: { datum: 0 } } },
+    ],
+  });
 }
 
 export async function layerImportanceChart(blocks: ImportanceBlock[], title?: string): Promise<string> {

@@ -16,6 +16,11 @@ export const CHART_CONFIG = {
   legend: { labelLimit: 0, labelFontSize: 11, titleFontSize: 12, labelColor: '#222', titleColor: '#111' },
 } as const;
 
+/** A Vega-Lite chart in the project's look: the schema and CHART_CONFIG added to the chart's own spec. */
+export function vegaLiteChart(spec: VegaLiteSpec): ChartSpec {
+  return { grammar: 'vega-lite', spec: { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', config: CHART_CONFIG, ...spec } as VegaLiteSpec };
+}
+
 /** The Vega spec of a chart (Vega-Lite compiled). */
 export function toVega(chart: ChartSpec): VegaSpec {
   return chart.grammar === 'vega' ? chart.spec : compile(chart.spec).spec;
