@@ -3,12 +3,13 @@
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { emitJson, fixturesDir, fmt, importPackage, log, median, table } from './lib/common.mjs';
+import { benchModel, emitJson, fixturesDir, fmt, importPackage, log, median, modelOption, table } from './lib/common.mjs';
 import { bestPyTorch, settingName } from './lib/peers.mjs';
 
-export const description = 'scaleot eval --task moby tokens/s (tiny) vs a PyTorch forward over the same blocks';
+export const description = 'scaleot eval --task moby tokens/s (tiny or llama-24l) vs a PyTorch forward over the same blocks';
 
 export const options = {
+  ...modelOption,
   fixtures: { type: 'string', help: 'fixtures dir (default ../shared/fixtures from the repo root)' },
   'max-blocks': { type: 'number', default: 48, help: 'evaluation blocks (the protocol has 244; a prefix keeps the bench short)' },
   batch: { type: 'number', default: 8, help: 'blocks per forward (the eval default)' },
@@ -18,7 +19,8 @@ export const options = {
 
 export async function main(opts) {
   const fixtures = fixturesDir(opts.fixtures);
-  const modelDir = path.join(fixtures, 'models', 'sotu-gpt2-tiny');
+  const model = benchModel(opts.model, fixtures);
+  const { modelDir } = model;
   const dataRoot = path.join(fixtures, 'data');
   const work = await mkdtemp(path.join(tmpdir(), 'scaleot-bench-eval-'));
   const errors = {};
@@ -61,7 +63,7 @@ export async function main(opts) {
     const ratio = oursStep && torchStep ? oursStep / torchStep : null;
     const rows = [['ours: scaleot eval (wasm, 1 thread)', fmt(oursStep), fmt(oursTps, 0), fmt(ours?.value, 4), fmt(ratio, 2)]];
     for (const run of torch?.runs ?? []) rows.push([`PyTorch: ${settingName(run)}${run === torch.best ? ' (best)' : ''}`, fmt(run.median_step_s), fmt(run.tokens_per_s, 0), fmt(run.perplexity, 4), fmt(run.median_step_s / torchStep, 2)]);
-    process.stdout.write(`eval: Moby-Dick test stream, ${blocks.length} blocks of ${ctx + 1} tokens, batches of ${opts.batch}; median per batch (first untimed); ${availableParallelism()} cores\n`);
+    process.stdout.write(`eval: ${model.label}, Moby-Dick test stream, ${blocks.length} blocks of ${ctx + 1} tokens, batches of ${opts.batch}; median per batch (first untimed); ${availableParallelism()} cores\n`);
     process.stdout.write(`${table(['run', 'batch s (median)', 'tokens/s', 'perplexity', 'ratio vs best PyTorch'], rows)}\n`);
     process.stdout.write(`ratio (time per batch, ours / PyTorch): ${fmt(ratio, 2)} (target: tokens/s ≥ PyTorch's, i.e. ratio ≤ 1: ${ratio === null ? 'n/a' : ratio <= 1 ? 'MET' : 'NOT MET'})\n`);
     for (const [k, v] of Object.entries(errors)) process.stdout.write(`${k}: ${v}\n`);
@@ -69,6 +71,7 @@ export async function main(opts) {
       ours_step_s: oursStep,
       pytorch_step_s: torchStep,
       ratio,
+      model: model.name,
       ours_tokens_per_s: oursTps,
       pytorch_tokens_per_s: torch?.best?.tokens_per_s ?? null,
       ours_perplexity: ours?.value ?? null,

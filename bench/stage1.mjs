@@ -4,12 +4,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { emitJson, fixturesDir, fmt, importPackage, log, median, table } from './lib/common.mjs';
+import { benchModel, emitJson, fixturesDir, fmt, importPackage, log, median, modelOption, table } from './lib/common.mjs';
 import { bestPyTorch, settingName } from './lib/peers.mjs';
 
-export const description = 'scaleot stage1 step (harmonizer step + 3 rollouts, tiny, 16×256) vs PyTorch';
+export const description = 'scaleot stage1 step (harmonizer step + 3 rollouts, tiny or llama-24l, 16×256) vs PyTorch';
 
 export const options = {
+  ...modelOption,
   fixtures: { type: 'string', help: 'fixtures dir (default ../shared/fixtures from the repo root)' },
   steps: { type: 'number', default: 5, help: 'timed steps (median reported)' },
   warmup: { type: 'number', default: 1, help: 'untimed steps first' },
@@ -24,7 +25,8 @@ export const options = {
 
 export async function main(opts) {
   const fixtures = fixturesDir(opts.fixtures);
-  const modelDir = path.join(fixtures, 'models', 'sotu-gpt2-tiny');
+  const model = benchModel(opts.model, fixtures);
+  const { modelDir } = model;
   const work = await mkdtemp(path.join(tmpdir(), 'scaleot-bench-stage1-'));
   const errors = {};
   try {
@@ -56,7 +58,7 @@ export async function main(opts) {
     const ratio = oursStep && torchStep ? oursStep / torchStep : null;
     const rows = [['ours: scaleot stage1 (1 thread)', fmt(oursStep), oursTimes.map((x) => fmt(x, 2)).join(' '), fmt(ratio, 2)]];
     for (const run of torch?.runs ?? []) rows.push([`PyTorch: ${settingName(run)}${run === torch.best ? ' (best)' : ''}`, fmt(run.median_step_s), run.step_times_s.map((x) => fmt(x, 2)).join(' '), fmt(run.median_step_s / torchStep, 2)]);
-    process.stdout.write(`stage-1 step: tiny GPT-2, N_a 4, harmonizer step on ${opts.batch} × ${opts.seq} (micro ${opts.micro}, align term on) + ${opts.candidates} rollouts on ${opts['rl-batch']} × ${opts.seq}; median of ${opts.steps} after ${opts.warmup} warmup; ${availableParallelism()} cores\n`);
+    process.stdout.write(`stage-1 step: ${model.label}, N_a 4, harmonizer step on ${opts.batch} × ${opts.seq} (micro ${opts.micro}, align term on) + ${opts.candidates} rollouts on ${opts['rl-batch']} × ${opts.seq}; median of ${opts.steps} after ${opts.warmup} warmup; ${availableParallelism()} cores\n`);
     process.stdout.write(`${table(['run', 'step s (median)', 'steps s', 'ratio vs best PyTorch'], rows)}\n`);
     process.stdout.write(`ratio: ${fmt(ratio, 2)} (target ≤ 1.0: ${ratio === null ? 'n/a' : ratio <= 1 ? 'MET' : 'NOT MET'})\n`);
     for (const [k, v] of Object.entries(errors)) process.stdout.write(`${k}: ${v}\n`);
@@ -64,6 +66,7 @@ export async function main(opts) {
       ours_step_s: oursStep,
       pytorch_step_s: torchStep,
       ratio,
+      model: model.name,
       ours_step_times_s: oursTimes,
       pytorch: (torch?.runs ?? []).map((r) => ({ torch_threads: r.torchThreads, openblas_threads: r.blasThreads, median_step_s: r.median_step_s, step_times_s: r.step_times_s, version: r.torch_version })),
       pytorch_best: torch?.best ? settingName(torch.best) : null,

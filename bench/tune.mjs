@@ -4,12 +4,13 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { emitJson, fixturesDir, fmt, importPackage, log, median, repoRoot, table } from './lib/common.mjs';
+import { benchModel, emitJson, fixturesDir, fmt, importPackage, log, median, modelOption, repoRoot, table } from './lib/common.mjs';
 import { bestPyTorch, settingName, vmHwm } from './lib/peers.mjs';
 
-export const description = 'scaleot tune step (tiny, uniform emulator drop 3,5,7,9, adapters 0,1,10,11, 16×256) at all threads and 1 vs PyTorch; peak RSS';
+export const description = 'scaleot tune step (uniform emulator: tiny drop 3,5,7,9 / llama-24l 10 of 20 middle kept; 16×256) at all threads and 1 vs PyTorch; peak RSS';
 
 export const options = {
+  ...modelOption,
   fixtures: { type: 'string', help: 'fixtures dir (default ../shared/fixtures from the repo root)' },
   steps: { type: 'number', default: 5, help: 'timed steps (median reported)' },
   warmup: { type: 'number', default: 1, help: 'untimed steps first' },
@@ -40,7 +41,8 @@ function runChild(args) {
 
 export async function main(opts) {
   const fixtures = fixturesDir(opts.fixtures);
-  const modelDir = path.join(fixtures, 'models', 'sotu-gpt2-tiny');
+  const model = benchModel(opts.model, fixtures);
+  const { modelDir } = model;
   const dataRoot = path.join(fixtures, 'data');
   const work = await mkdtemp(path.join(tmpdir(), 'scaleot-bench-tune-'));
   const errors = {};
@@ -50,8 +52,8 @@ export async function main(opts) {
     const { computeThreads } = await importPackage('@scaleot/model', ['computeThreads']);
     await initBackend('wasm');
     const emulatorDir = path.join(work, 'emulator');
-    log('building the uniform emulator (drop 3,5,7,9)');
-    await createUniformEmulator({ modelDir, outDir: emulatorDir, selection: { dropLayers: [3, 5, 7, 9] } });
+    log(`building the uniform emulator (drop ${model.drop})`);
+    await createUniformEmulator({ modelDir, outDir: emulatorDir, selection: { dropLayers: model.drop } });
     const threads = opts.threads ?? computeThreads();
     const shape = { steps: opts.steps, warmup: opts.warmup, batch: opts.batch, micro: opts.micro, seq: opts.seq };
     const ours = [];
@@ -65,7 +67,7 @@ export async function main(opts) {
     }
     let torch = null;
     if (opts.torch) {
-      torch = await bestPyTorch('tune', ['--model', modelDir, '--batch', String(opts.batch), '--micro', String(opts.micro), '--seq', String(opts.seq), '--steps', String(opts.steps), '--warmup', String(opts.warmup), '--drop', '3,5,7,9', '--adapters', '0,1,10,11'], { install: opts.install }).catch((e) => ({ best: null, runs: [], error: e.message }));
+      torch = await bestPyTorch('tune', ['--model', modelDir, '--batch', String(opts.batch), '--micro', String(opts.micro), '--seq', String(opts.seq), '--steps', String(opts.steps), '--warmup', String(opts.warmup), '--drop', model.drop.join(','), '--adapters', model.adapters.join(',')], { install: opts.install }).catch((e) => ({ best: null, runs: [], error: e.message }));
       if (!torch.best) errors.torch = torch.error;
     }
     const main = ours.find((r) => r.threads === threads) ?? null;
@@ -74,7 +76,7 @@ export async function main(opts) {
     const ratio = oursStep && torchStep ? oursStep / torchStep : null;
     const rows = ours.map((r) => [`ours: scaleot tune, ${r.threads} thread${r.threads > 1 ? 's' : ''}`, fmt(median(r.step_times_s)), r.step_times_s.map((x) => fmt(x, 2)).join(' '), fmt(r.peak_rss_bytes / 2 ** 20, 0), torchStep ? fmt(median(r.step_times_s) / torchStep, 2) : 'n/a']);
     for (const run of torch?.runs ?? []) rows.push([`PyTorch: ${settingName(run)}${run === torch.best ? ' (best)' : ''}`, fmt(run.median_step_s), run.step_times_s.map((x) => fmt(x, 2)).join(' '), '', fmt(run.median_step_s / torchStep, 2)]);
-    process.stdout.write(`tune step: tiny GPT-2 uniform emulator (drop 3,5,7,9; adapters 0,1,10,11), ${opts.batch} × ${opts.seq} tokens in micro-batches of ${opts.micro}, AdamW + clip; median of ${opts.steps} after ${opts.warmup} warmup; ${availableParallelism()} cores\n`);
+    process.stdout.write(`tune step: ${model.label} uniform emulator (drop ${model.drop}; adapters ${model.adapters}), ${opts.batch} × ${opts.seq} tokens in micro-batches of ${opts.micro}, AdamW + clip; median of ${opts.steps} after ${opts.warmup} warmup; ${availableParallelism()} cores\n`);
     process.stdout.write(`${table(['run', 'step s (median)', 'steps s', 'peak RSS MiB', 'ratio vs best PyTorch'], rows)}\n`);
     process.stdout.write(`ratio (ours at ${threads} threads / PyTorch at its best): ${fmt(ratio, 2)} (target ≤ 1.0: ${ratio === null ? 'n/a' : ratio <= 1 ? 'MET' : 'NOT MET'})\n`);
     for (const [k, v] of Object.entries(errors)) process.stdout.write(`${k}: ${v}\n`);
@@ -83,6 +85,7 @@ export async function main(opts) {
       pytorch_step_s: torchStep,
       ratio,
       threads,
+      model: model.name,
       ours: ours.map((r) => ({ threads: r.threads, median_step_s: median(r.step_times_s), step_times_s: r.step_times_s, peak_rss_bytes: r.peak_rss_bytes })),
       pytorch: (torch?.runs ?? []).map((r) => ({ torch_threads: r.torchThreads, openblas_threads: r.blasThreads, median_step_s: r.median_step_s, step_times_s: r.step_times_s, version: r.torch_version })),
       pytorch_best: torch?.best ? settingName(torch.best) : null,

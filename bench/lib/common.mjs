@@ -61,6 +61,27 @@ export function fixturesDir(option) {
   return dir;
 }
 
+/**
+ * The models the shipped-loop benches run on (`--model NAME`), each with the uniform LayerDrop emulator
+ * its experiments use: the tiny GPT-2 of the offsite-tuning baseline, and the deep LLaMA of the families
+ * issue (adapters 0,1,22,23; 10 of the 20 middle blocks kept, as `scaleot report --method uniform` keeps them).
+ */
+export const BENCH_MODELS = {
+  tiny: { dir: 'sotu-gpt2-tiny', label: 'tiny GPT-2', adapters: [0, 1, 10, 11], drop: [3, 5, 7, 9] },
+  'llama-24l': { dir: 'sotu-llama-24l', label: 'sotu-llama-24l', adapters: [0, 1, 22, 23], drop: [3, 5, 7, 9, 11, 12, 14, 16, 18, 20] },
+};
+
+export const modelOption = {
+  model: { type: 'string', default: 'tiny', help: `bench model: ${Object.keys(BENCH_MODELS).join(' | ')}` },
+};
+
+/** The `--model` entry with its directory under the fixtures. */
+export function benchModel(name, fixtures) {
+  const entry = BENCH_MODELS[name];
+  if (!entry) throw new BenchUsageError(`--model ${name} is not a bench model; choose one of ${Object.keys(BENCH_MODELS).join(', ')}`);
+  return { ...entry, name, modelDir: path.join(fixtures, 'models', entry.dir) };
+}
+
 export function log(message) {
   process.stderr.write(`[bench] ${message}\n`);
 }

@@ -8,7 +8,9 @@
   eval    perplexity over non-overlapping blocks of a token stream (forward only), tokens/s
 
 The GPT-2 is gpt2_step.py's plain implementation (HF GPT2LMHeadModel semantics, checked against HF logits
-there). Threads are set before torch starts: --threads (torch intra-op) and OPENBLAS_NUM_THREADS from the
+there); LLaMA checkpoints (`model_type: llama`) run as `LlamaBlocks` below (HF LlamaForCausalLM semantics:
+RMSNorm, rotate_half RoPE, grouped-query attention, SwiGLU; checked against the families fixture's HF logits
+by `peers.py check`). Threads are set before torch starts: --threads (torch intra-op) and OPENBLAS_NUM_THREADS from the
 environment. Progress on stderr, one JSON object as the last stdout line.
 """
 
@@ -68,6 +70,108 @@ class Blocks(GPT2):
     def block_params(self, layer):
         prefix = f"h__{layer}__"
         return [p for name, p in self.params.items() if name.startswith(prefix)]
+
+
+class LlamaBlocks(torch.nn.Module):
+    """HF LlamaForCausalLM as embed → blocks → head (nn.Linear weights [out, in]; RoPE without scaling)."""
+
+    def __init__(self, config, tensors):
+        super().__init__()
+        self.n_head = config["num_attention_heads"]
+        self.n_kv = config.get("num_key_value_heads") or self.n_head
+        self.head_dim = config.get("head_dim") or config["hidden_size"] // self.n_head
+        self.eps = config.get("rms_norm_eps", 1e-6)
+        if config.get("rope_scaling"):
+            raise SystemExit("peers.py: rope_scaling is not implemented in the PyTorch peer")
+        inv_freq = 1.0 / (config.get("rope_theta", 10000.0) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+        angles = torch.outer(torch.arange(config["max_position_embeddings"], dtype=torch.float32), inv_freq)
+        angles = torch.cat([angles, angles], dim=-1)
+        self.cos, self.sin = angles.cos(), angles.sin()
+        stripped = {(name[len("model.") :] if name.startswith("model.") else name): value for name, value in tensors.items()}
+        if "lm_head.weight" not in stripped:
+            stripped["lm_head.weight"] = stripped["embed_tokens.weight"]
+        self.params = torch.nn.ParameterDict(
+            {key.replace(".", "__"): torch.nn.Parameter(torch.from_numpy(np.array(value, dtype=np.float32)))
+             for key, value in stripped.items() if not key.endswith("rotary_emb.inv_freq")}
+        )
+
+    def p(self, key):
+        return self.params[key.replace(".", "__")]
+
+    def _rms(self, x, key):
+        return self.p(key) * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+    def _rope(self, x):
+        seq = x.shape[-2]
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * self.cos[:seq] + rotated * self.sin[:seq]
+
+    def embed(self, ids):
+        return self.p("embed_tokens.weight")[ids]
+
+    def block(self, layer, x):
+        batch, seq, d = x.shape
+        pre = f"layers.{layer}"
+        h = self._rms(x, pre + ".input_layernorm.weight")
+
+        def heads(name, count):
+            return F.linear(h, self.p(f"{pre}.self_attn.{name}.weight")).view(batch, seq, count, self.head_dim).transpose(1, 2)
+
+        q, k, v = self._rope(heads("q_proj", self.n_head)), self._rope(heads("k_proj", self.n_kv)), heads("v_proj", self.n_kv)
+        repeat = self.n_head // self.n_kv
+        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True) if hasattr(F, "scaled_dot_product_attention") else Blocks._attn(q, k, v)
+        x = x + F.linear(attn.transpose(1, 2).reshape(batch, seq, -1), self.p(pre + ".self_attn.o_proj.weight"))
+        h = self._rms(x, pre + ".post_attention_layernorm.weight")
+        gate = F.silu(F.linear(h, self.p(pre + ".mlp.gate_proj.weight")))
+        return x + F.linear(gate * F.linear(h, self.p(pre + ".mlp.up_proj.weight")), self.p(pre + ".mlp.down_proj.weight"))
+
+    def head(self, x):
+        return F.linear(self._rms(x, "norm.weight"), self.p("lm_head.weight"))
+
+    def block_params(self, layer):
+        prefix = f"layers__{layer}__"
+        return [p for name, p in self.params.items() if name.startswith(prefix)]
+
+
+def normalised(config):
+    """The few numbers the jobs need, under one set of names for GPT-2 and LLaMA configs."""
+    if config.get("model_type") == "llama":
+        return {"n_layer": config["num_hidden_layers"], "n_embd": config["hidden_size"], "n_positions": config["max_position_embeddings"],
+                "vocab_size": config["vocab_size"], "layer_norm_epsilon": config.get("rms_norm_eps", 1e-6)}
+    return config
+
+
+def build_model(model_dir):
+    with open(os.path.join(model_dir, "config.json")) as handle:
+        config = json.load(handle)
+    model_type = config.get("model_type", "gpt2")
+    if model_type not in ("gpt2", "llama"):
+        raise SystemExit(f"peers.py: model_type {model_type!r} has no PyTorch peer (gpt2, llama)")
+    model = (LlamaBlocks if model_type == "llama" else Blocks)(config, read_checkpoint(model_dir))
+    return model, normalised(config)
+
+
+def run_check(args, model, config):
+    """The peer against HF transformers' own logits for a fixture (families-reference.json rows without
+    padding; the benches never pad): the largest |Δlogit| and |Δnll|, so the peer is the model we bench."""
+    with open(args.reference) as handle:
+        entry = json.load(handle)["models"][args.reference_key]
+    worst_logit = worst_nll = 0.0
+    with torch.no_grad():
+        for row in entry["rows"]:
+            ids = torch.tensor([row["ids"]], dtype=torch.long)
+            x = model.embed(ids)
+            for layer in range(config["n_layer"]):
+                x = model.block(layer, x)
+            logits = model.head(x)[0]
+            for position, expected in row["logits"].items():
+                worst_logit = max(worst_logit, (logits[int(position)] - torch.tensor(expected)).abs().max().item())
+            nll = F.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")
+            worst_nll = max(worst_nll, (nll - torch.tensor(row["nll"][: nll.shape[0]])).abs().max().item())
+    log(f"check {args.reference_key}: max |logit - HF| {worst_logit:.2e}, max |nll - HF| {worst_nll:.2e} over {len(entry['rows'])} rows")
+    return {"step_times_s": [0.0], "max_abs_logit": worst_logit, "max_abs_nll": worst_nll}
 
 
 def nll_sum(logits, targets):
@@ -240,8 +344,8 @@ def run_eval(args, model, config):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("job", choices=["tune", "stage1", "eval"])
-    parser.add_argument("--model", required=True, help="HF GPT-2 directory")
+    parser.add_argument("job", choices=["tune", "stage1", "eval", "check"])
+    parser.add_argument("--model", required=True, help="HF GPT-2 or LLaMA directory")
     parser.add_argument("--batch", type=int, default=16, help="rows per step (eval: blocks per forward)")
     parser.add_argument("--micro", type=int, default=4, help="rows per forward/backward")
     parser.add_argument("--seq", type=int, default=256)
@@ -258,14 +362,14 @@ def main():
     parser.add_argument("--rl-batch", type=int, default=8)
     parser.add_argument("--tokens", help="eval: int32 token stream file")
     parser.add_argument("--max-blocks", type=int)
+    parser.add_argument("--reference", help="check: families-reference.json")
+    parser.add_argument("--reference-key", default="sotu_llama_24l", help="check: the model's key in it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    with open(os.path.join(args.model, "config.json")) as handle:
-        config = json.load(handle)
-    model = Blocks(config, read_checkpoint(args.model))
+    model, config = build_model(args.model)
     result = {"job": args.job, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "blas": blas_alternative()}
-    result.update({"tune": run_tune, "stage1": run_stage1, "eval": run_eval}[args.job](args, model, config))
+    result.update({"tune": run_tune, "stage1": run_stage1, "eval": run_eval, "check": run_check}[args.job](args, model, config))
     result["median_step_s"] = statistics.median(result["step_times_s"])
     print(json.dumps(result), flush=True)
 
