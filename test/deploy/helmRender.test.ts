@@ -29,7 +29,7 @@ const VALUE_SETS: Record<string, unknown> = {
     ...TOKENS,
     routing: { defaultQueue: 'cpu', routes: { 'stage1.shard': 'gpu', 'stage1.rollout': 'gpu', tune: 'gpu' } },
     workerGroups: [
-      { groupName: 'cpu', replicas: 1 },
+      { groupName: 'cpu', replicas: 1, threads: 2 },
       { groupName: 'gpu', replicas: 1, backend: 'auto', runtimeClassName: 'nvidia', resources: { requests: { cpu: '4', memory: '32Gi', 'nvidia.com/gpu': 1 }, limits: { memory: '32Gi', 'nvidia.com/gpu': 1 } }, tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }] },
     ],
   },
@@ -202,6 +202,13 @@ describe('helm/scaleot specific promises', () => {
     expect(gpu.tolerations[0].key).toBe('nvidia.com/gpu');
     expect(gpu.nodeSelector).toBeUndefined();
     expect(gpu.runtimeClassName).toBe('nvidia');
+  });
+
+  it("caps a group's cores with SCALEOT_THREADS only where the group sets threads", () => {
+    const workers = byKind(rendered.get('GPU group with routing')!, 'Deployment').filter((d) => d.metadata.labels?.['app.kubernetes.io/component'] === 'worker');
+    const threads = Object.fromEntries(workers.map((d) => [d.metadata.labels!['scaleot.io/worker-group'], env(d.spec.template.spec.containers[0], 'SCALEOT_THREADS')]));
+    expect(threads).toEqual({ cpu: '2', gpu: undefined });
+    for (const d of byKind(rendered.get('defaults')!, 'Deployment')) expect(env(d.spec.template.spec.containers[0], 'SCALEOT_THREADS')).toBeUndefined();
   });
 
   it('gives long release names distinct object names within 63 characters', async () => {
