@@ -35,12 +35,13 @@ describe('startup checks', () => {
   it('coordinator: reports every missing or broken setting on its own line, exits 2, never says ready', async () => {
     const settings = join(dir, 'settings.json');
     await writeFile(settings, JSON.stringify({ tune: { stpes: 10 } }));
-    const { code, stderr } = await run('coordinator', { SCALEOT_STORAGE_DIR: join(dir, 'missing'), SCALEOT_COORDINATOR_CONFIG: settings, SCALEOT_REDIS_URL: REDIS_URL, SCALEOT_HTTP_PORT: String(await freePort()), SCALEOT_ZMQ_PARAMS_PORT: String(await freePort()), SCALEOT_ZMQ_RESULTS_PORT: String(await freePort()) });
+    const { code, stderr } = await run('coordinator', { SCALEOT_STORAGE_DIR: join(dir, 'missing'), SCALEOT_COORDINATOR_CONFIG: settings, SCALEOT_OPERATOR_TOKENS_FILE: join(dir, 'no-operators.json'), SCALEOT_REDIS_URL: REDIS_URL, SCALEOT_HTTP_PORT: String(await freePort()), SCALEOT_ZMQ_PARAMS_PORT: String(await freePort()), SCALEOT_ZMQ_RESULTS_PORT: String(await freePort()) });
     expect(code).toBe(2);
     const lines = stderr.trim().split('\n');
     expect(lines.some((l) => /^scaleot-coordinator: SCALEOT_API_TOKENS_FILE is not set/.test(l))).toBe(true);
     expect(lines.some((l) => /^scaleot-coordinator: SCALEOT_STORAGE_DIR: .*missing does not exist/.test(l))).toBe(true);
     expect(lines.some((l) => /^scaleot-coordinator: SCALEOT_COORDINATOR_CONFIG: .*tune\.stpes is not a known field/.test(l))).toBe(true);
+    expect(lines.some((l) => /^scaleot-coordinator: SCALEOT_OPERATOR_TOKENS_FILE: .*no-operators\.json does not exist/.test(l))).toBe(true);
     expect(stderr).not.toMatch(/coordinator ready/);
     expect(stderr).not.toMatch(/\n\s+at /);
     expect(stderr).not.toMatch(/"level":60/);

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { INFRA, isPinnedImage, isPlainObject, loadYaml, read } from './deployChecks.js';
+import { INFRA, ROOT, isPinnedImage, isPlainObject, loadYaml, read } from './deployChecks.js';
 
 type Service = Record<string, unknown> & {
   image?: string;
@@ -82,6 +82,11 @@ describe('infra/docker-compose.yml', () => {
     }
     for (const [, s] of workers) expect(s.environment).toMatchObject({ SCALEOT_BACKEND: 'wasm', SCALEOT_WORKER_GROUP: 'cpu' });
     expect(services.coordinator.environment?.SCALEOT_API_TOKENS_FILE).toBe('/run/secrets/api-tokens');
+    // Operators' tokens: optional (empty = no operator view), a file of infra/secrets/, which the coordinator alone mounts read-only.
+    expect(services.coordinator.environment?.SCALEOT_OPERATOR_TOKENS_FILE).toBe('${SCALEOT_OPERATOR_TOKENS_FILE:-}');
+    expect(services.coordinator.volumes).toContain('./secrets:/run/scaleot/secrets:ro');
+    for (const [name, s] of workers) expect(s.volumes ?? [], name).not.toContain('./secrets:/run/scaleot/secrets:ro');
+    expect(read(join(ROOT, 'docs/deployment.md'))).toContain('SCALEOT_OPERATOR_TOKENS_FILE=/run/scaleot/secrets/operator-tokens.json');
     // Literal secrets would end up in git: every secret-looking value is an interpolation.
     const text = read(join(INFRA, 'docker-compose.yml'));
     for (const m of text.matchAll(/^\s*([A-Z_]*(PASSWORD|SECRET|TOKEN|AUTH)[A-Z_]*):\s*(.+)$/gm)) {

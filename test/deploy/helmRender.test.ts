@@ -29,7 +29,7 @@ const VALUE_SETS: Record<string, unknown> = {
     ...TOKENS,
     routing: { defaultQueue: 'cpu', routes: { 'stage1.shard': 'gpu', 'stage1.rollout': 'gpu', tune: 'gpu' } },
     workerGroups: [
-      { groupName: 'cpu', replicas: 1 },
+      { groupName: 'cpu', replicas: 1, threads: 2 },
       { groupName: 'gpu', replicas: 1, backend: 'auto', runtimeClassName: 'nvidia', resources: { requests: { cpu: '4', memory: '32Gi', 'nvidia.com/gpu': 1 }, limits: { memory: '32Gi', 'nvidia.com/gpu': 1 } }, tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }] },
     ],
   },
@@ -46,6 +46,7 @@ const VALUE_SETS: Record<string, unknown> = {
   'CURVE from an existing Secret': { ...TOKENS, secrets: { ...TOKENS.secrets, curve: { enabled: true, existingSecret: 'scaleot-curve' } } },
   'Ingress with TLS': { ...TOKENS, ingress: { enabled: true, className: 'nginx', host: 'api.example.com', tlsSecretName: 'api-tls' }, service: { type: 'LoadBalancer' } },
   'docs production values': 'docs/examples/values-production.yaml',
+  'operator tokens from a Secret': { ...TOKENS, secrets: { ...TOKENS.secrets, operatorTokens: { existingSecret: 'scaleot-operator-tokens' } } },
   'CURVE and NetworkPolicies off': { ...TOKENS, secrets: { ...TOKENS.secrets, curve: { enabled: false } }, networkPolicy: { enabled: false } },
 };
 
@@ -202,6 +203,41 @@ describe('helm/scaleot specific promises', () => {
     expect(gpu.tolerations[0].key).toBe('nvidia.com/gpu');
     expect(gpu.nodeSelector).toBeUndefined();
     expect(gpu.runtimeClassName).toBe('nvidia');
+  });
+
+  it("caps a group's cores with SCALEOT_THREADS only where the group sets threads", () => {
+    const workers = byKind(rendered.get('GPU group with routing')!, 'Deployment').filter((d) => d.metadata.labels?.['app.kubernetes.io/component'] === 'worker');
+    const threads = Object.fromEntries(workers.map((d) => [d.metadata.labels!['scaleot.io/worker-group'], env(d.spec.template.spec.containers[0], 'SCALEOT_THREADS')]));
+    expect(threads).toEqual({ cpu: '2', gpu: undefined });
+    for (const d of byKind(rendered.get('defaults')!, 'Deployment')) expect(env(d.spec.template.spec.containers[0], 'SCALEOT_THREADS')).toBeUndefined();
+  });
+
+  it("mounts the operators' tokens Secret into the coordinator only when one is named (SCALEOT_OPERATOR_TOKENS_FILE)", async () => {
+    const coordinatorPod = (objects: K8sObject[]) => byKind(objects, 'Deployment').find((d) => d.metadata.labels?.['app.kubernetes.io/component'] === 'coordinator')!.spec.template.spec;
+    const pod = coordinatorPod(rendered.get('operator tokens from a Secret')!);
+    const container = pod.containers[0];
+    expect(env(container, 'SCALEOT_OPERATOR_TOKENS_FILE')).toBe('/etc/scaleot/operator-tokens/tokens.json');
+    expect(container.volumeMounts).toContainEqual({ name: 'operator-tokens', mountPath: '/etc/scaleot/operator-tokens', readOnly: true });
+    expect(pod.volumes).toContainEqual({ name: 'operator-tokens', secret: { secretName: 'scaleot-operator-tokens', items: [{ key: 'tokens.json', path: 'tokens.json' }] } });
+    // The file the variable names is the one the Secret volume holds.
+    const mount = container.volumeMounts.find((m: Tree) => m.name === 'operator-tokens');
+    const item = pod.volumes.find((v: Tree) => v.name === 'operator-tokens').secret.items[0];
+    expect(`${mount.mountPath}/${item.path}`).toBe(env(container, 'SCALEOT_OPERATOR_TOKENS_FILE'));
+    // Workers never get it; without a Secret named, nothing of it renders.
+    for (const d of byKind(rendered.get('operator tokens from a Secret')!, 'Deployment').filter((o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'worker')) {
+      expect(env(d.spec.template.spec.containers[0], 'SCALEOT_OPERATOR_TOKENS_FILE')).toBeUndefined();
+      expect(JSON.stringify(d.spec.template.spec.volumes ?? [])).not.toContain('operator-tokens');
+    }
+    const plain = coordinatorPod(rendered.get('defaults')!);
+    expect(env(plain.containers[0], 'SCALEOT_OPERATOR_TOKENS_FILE')).toBeUndefined();
+    expect(JSON.stringify(plain)).not.toContain('operator-tokens');
+    // A custom key and path follow through; one directory for both Secrets is refused.
+    const custom = await render({ ...TOKENS, secrets: { ...TOKENS.secrets, operatorTokens: { existingSecret: 'ops', key: 'ops.json', mountPath: '/etc/ops' } } });
+    expect(custom.code, custom.stderr).toBe(0);
+    expect(env(coordinatorPod(custom.objects).containers[0], 'SCALEOT_OPERATOR_TOKENS_FILE')).toBe('/etc/ops/ops.json');
+    const clash = await render({ ...TOKENS, secrets: { ...TOKENS.secrets, operatorTokens: { existingSecret: 'ops', mountPath: '/etc/scaleot/api-tokens' } } });
+    expect(clash.code).not.toBe(0);
+    expect(clash.stderr).toContain('secrets.operatorTokens.mountPath must differ from secrets.apiTokens.mountPath');
   });
 
   it('gives long release names distinct object names within 63 characters', async () => {

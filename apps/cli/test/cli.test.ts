@@ -120,6 +120,35 @@ describe('scaleot CLI', () => {
     for (const key of ['full_zero_shot', 'emulator_zero_shot', 'emulator_fine_tuned', 'plug_in']) expect(Number.isFinite(report[key])).toBe(true);
   });
 
+  it('frontier --from charts the reports written above without running anything, and reads its own frontier.json back', async () => {
+    const uniform = JSON.parse(await readFile(join(work, 'report', 'report.json'), 'utf8'));
+    const scaleotReport = JSON.parse(await readFile(join(work, 'scaleot-report', 'report.json'), 'utf8'));
+    const out = join(work, 'frontier-from');
+    // A file and a directory holding one.
+    const r = await scaleot(['frontier', '--from', `${join(work, 'report', 'report.json')},${join(work, 'scaleot-report')}`, '--stage1', join(work, 'stage1'), '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const result = lastJson(r.stdout) as { points: { label: string; kind: string; emulator_fine_tuned: number; plug_in: number }[]; task: string; sources: string[] };
+    expect(result.task).toBe('moby');
+    expect(result.points.map((p) => [p.label, p.kind, p.emulator_fine_tuned, p.plug_in])).toEqual([
+      ['uniform LayerDrop', 'uniform-layerdrop', uniform.emulator_fine_tuned, uniform.plug_in],
+      ['scaleot α=0.5 β=0', 'scaleot', scaleotReport.emulator_fine_tuned, scaleotReport.plug_in],
+    ]);
+    expect((await readdir(out)).sort()).toEqual(['frontier.html', 'frontier.json', 'frontier.svg', 'importance.svg']);
+    const svg = await readFile(join(out, 'frontier.svg'), 'utf8');
+    for (const label of ['uniform LayerDrop', 'scaleot α=0.5 β=0']) expect(svg).toContain(label);
+    expect(await readFile(join(out, 'frontier.html'), 'utf8')).toContain('Reports charted');
+    // The frontier it wrote is itself a report to chart.
+    const again = await scaleot(['frontier', '--from', out, '--out', join(work, 'frontier-again'), '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect((lastJson(again.stdout).points as { label: string }[]).map((p) => p.label)).toEqual(['uniform LayerDrop', 'scaleot α=0.5 β=0']);
+    expect(await readdir(join(work, 'frontier-again'))).not.toContain('importance.svg');
+    // Neither a stage-1 run nor reports: a usage error, nothing written.
+    const none = await scaleot(['frontier', '--out', join(work, 'frontier-none')]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('give --stage1 DIR to run a frontier, or --from REPORTS');
+    await expect(readdir(join(work, 'frontier-none'))).rejects.toThrow();
+  });
+
   it('rejects β outside [0, 1) before doing any work', async () => {
     const r = await scaleot(['emulate', '--method', 'scaleot', '--beta', '1', '--out', join(work, 'never')]);
     expect(r.code).not.toBe(0);

@@ -444,9 +444,21 @@ export class Coordinator {
       .catch(async (error: unknown) => {
         if (this.cancelling.has(key)) return;
         const message = error instanceof Error ? error.message : String(error);
-        this.log.error({ request: request.id, tenant: request.tenant, err: error }, 'request failed');
+        // One job failed for good, so the request's other jobs (the evaluations beside it) compute
+        // results nobody will read: stop them the way DELETE does, queued ones removed, running ones
+        // signalled (their compute thread is terminated), before the request is marked failed.
+        const siblings = await this.options.runner.cancelGroup(request.id).catch((err: unknown) => {
+          this.log.warn({ request: request.id, err }, 'could not stop the sibling jobs of a failed request');
+          return { removed: 0, signalled: 0 };
+        });
+        this.log.error({ request: request.id, tenant: request.tenant, err: error, removedJobs: siblings.removed, signalledJobs: siblings.signalled }, 'request failed');
+        const stopped = siblings.removed + siblings.signalled;
         const latest = await this.load(request.tenant, request.id).catch(() => request);
-        await this.update(latest, { status: 'failed', error: message, progress: { ...latest.progress, phase: 'failed' } });
+        await this.update(latest, {
+          status: 'failed',
+          error: message,
+          progress: { ...latest.progress, phase: 'failed', ...(stopped > 0 ? { detail: `${stopped} other job${stopped === 1 ? '' : 's'} of the request stopped` } : {}) },
+        });
       })
       .finally(() => this.active.delete(key));
     this.active.set(key, run);

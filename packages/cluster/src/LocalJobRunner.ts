@@ -10,22 +10,39 @@ export class LocalJobRunner implements JobRunner {
 
   constructor(private readonly handlers: JobHandlers) {}
 
-  private readonly cancelled = new Set<string>();
+  /** The jobs of each group not started yet (cancelGroup marks them). */
+  private readonly queued = new Map<string, Set<{ cancelled: boolean }>>();
 
   run<T = unknown>(kind: JobKind, payload: AnyJobPayload, options: RunJobOptions = {}): Promise<T> {
+    const group = options.group;
+    const ticket = { cancelled: false };
+    if (group) {
+      if (!this.queued.has(group)) this.queued.set(group, new Set());
+      this.queued.get(group)!.add(ticket);
+    }
+    const started = () => {
+      this.queued.get(group ?? '')?.delete(ticket);
+      if (group && this.queued.get(group)?.size === 0) this.queued.delete(group);
+    };
     // One at a time, like a single worker with concurrency 1 (one tfjs engine, one wasm heap).
     const next = this.tail.then(() => {
-      if (options.group && this.cancelled.has(options.group)) throw new ClusterError('CANCELLED', `${kind} job of ${options.group} was cancelled`, { where: options.group });
+      started();
+      if (ticket.cancelled) throw new ClusterError('CANCELLED', `${kind} job of ${group} was cancelled`, { where: group });
       return this.runNow<T>(kind, payload, options);
     });
     this.tail = next.catch(() => undefined);
     return next;
   }
 
-  /** Queued jobs of the group are skipped; the running one finishes (in-process compute cannot be interrupted). */
+  /**
+   * The group's jobs not started yet are skipped; the running one finishes (in-process compute cannot be
+   * interrupted). Jobs the group runs later (a failed request plugged in again) run as usual.
+   */
   async cancelGroup(group: string): Promise<{ removed: number; signalled: number }> {
-    this.cancelled.add(group);
-    return { removed: 0, signalled: 0 };
+    const tickets = this.queued.get(group) ?? new Set();
+    for (const ticket of tickets) ticket.cancelled = true;
+    this.queued.delete(group);
+    return { removed: tickets.size, signalled: 0 };
   }
 
   private async runNow<T>(kind: JobKind, payload: AnyJobPayload, options: RunJobOptions): Promise<T> {

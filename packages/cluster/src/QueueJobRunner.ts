@@ -4,6 +4,9 @@ import { Redis } from 'ioredis';
 import { ClusterError } from './ClusterError.js';
 import type { JobRunner, RunJobOptions } from './JobRunner.js';
 
+/** States of a job no worker has taken yet. */
+const QUEUED_STATES: string[] = ['waiting', 'delayed', 'prioritized', 'waiting-children'];
+
 /**
  * Runs jobs on the cluster: enqueue on the queue the job kind is routed to (one queue, or a
  * {@link JobRouter}), follow progress through that queue's QueueEvents, wait for the result.
@@ -66,9 +69,12 @@ export class QueueJobRunner implements JobRunner {
     for (const { queue, id, reject } of jobs?.values() ?? []) {
       const job = await queue.queue.getJob(id);
       const state = job ? await job.getState() : 'unknown';
-      if (job && ['waiting', 'delayed', 'prioritized', 'waiting-children'].includes(state)) {
-        await job.remove().then(() => removed++, () => undefined);
-      } else if (state === 'active') {
+      // A worker may take a queued job between getState and remove (remove then fails on its lock):
+      // that job is signalled like a running one.
+      const queued = QUEUED_STATES.includes(state);
+      const gone = job && queued ? await job.remove().then(() => true, () => false) : false;
+      if (gone) removed++;
+      else if (job && (queued || state === 'active')) {
         // The worker holds the lock; the flag tells it (and any retry) that nobody waits for the result.
         signals ??= typeof this.connection === 'string' ? new Redis(this.connection, { maxRetriesPerRequest: 1 }) : new Redis({ ...this.connection, maxRetriesPerRequest: 1 });
         await signals.set(`${queue.prefix}:${queue.name}:cancelled:${id}`, '1', 'EX', 24 * 3600).catch(() => undefined);

@@ -64,6 +64,18 @@ export async function coordinatorStartup(env: NodeJS.ProcessEnv = process.env): 
       problems.push(`SCALEOT_API_TOKENS_FILE: ${message(error)}`);
     }
   }
+  // Optional; when set, the dashboard reads it at start: a wrong path is a setup problem, not a crash.
+  const operatorTokens = env.SCALEOT_OPERATOR_TOKENS_FILE;
+  if (operatorTokens) {
+    if (!existsSync(operatorTokens)) problems.push(`SCALEOT_OPERATOR_TOKENS_FILE: ${operatorTokens} does not exist; mount the operators' tokens file ({"name": "token", ...}) there, or unset the variable (no operator view)`);
+    else {
+      try {
+        TenantAuth.fromFile(operatorTokens);
+      } catch (error) {
+        problems.push(`SCALEOT_OPERATOR_TOKENS_FILE: ${message(error)}`);
+      }
+    }
+  }
   checkStorage(config.storageDir, problems);
   let settings: CoordinatorSettings = {};
   if (env.SCALEOT_COORDINATOR_CONFIG) {

@@ -1,5 +1,6 @@
 import { renderSvg, vegaLiteChart, type ChartSpec } from './render.js';
 import { metricDirection } from './metric.js';
+import { htmlReport } from './report.js';
 
 export interface FrontierChartPoint {
   label: string;
@@ -72,4 +73,36 @@ export function frontierSpec(points: FrontierChartPoint[], options: { title?: st
 
 export async function frontierChart(points: FrontierChartPoint[], options: { title?: string; metric: string; higherIsBetter?: boolean }): Promise<string> {
   return renderSvg(frontierSpec(points, options));
+}
+
+/** A frontier point with the numbers of its table row. */
+export interface FrontierReportPoint extends FrontierChartPoint {
+  full_zero_shot: number;
+  emulator_zero_shot: number;
+  /** Blocks the emulator runs; null when unknown (a report read back that does not say). */
+  blocks: number | null;
+}
+
+/**
+ * `scaleot frontier`'s page: the chart, a Markdown table of the numbers per emulator and the HTML page
+ * holding both (and the layer-importance chart when there is one). The same for a frontier just run and
+ * one read back from reports.
+ */
+export async function frontierReport(
+  points: FrontierReportPoint[],
+  options: { task: string; metric: string; higherIsBetter?: boolean; importanceSvg?: string; sources?: string[] },
+): Promise<{ svg: string; table: string; html: string }> {
+  const svg = await frontierChart(points, { title: `Privacy-utility frontier (${options.task})`, metric: options.metric, higherIsBetter: options.higherIsBetter });
+  const table = [
+    `| emulator | blocks | full zero-shot | emulator zero-shot | emulator fine-tuned | plug-in |`,
+    `|---|---:|---:|---:|---:|---:|`,
+    ...points.map((p) => `| ${p.label} | ${p.blocks ?? 'n/a'} | ${p.full_zero_shot.toFixed(3)} | ${p.emulator_zero_shot.toFixed(3)} | ${p.emulator_fine_tuned.toFixed(3)} | ${p.plug_in.toFixed(3)} |`),
+  ].join('\n');
+  const html = htmlReport(`ScaleOT privacy-utility frontier: ${options.task}`, [
+    { heading: 'Emulator fine-tuned vs plug-in', text: 'One point per emulator; squares and diamonds are baselines (uniform LayerDrop, the adapter ceiling). The dashed diagonal is no privacy: there the data owner gets from the emulator alone what the plug-in gives. A larger gap between plug-in and emulator fine-tuned means more model privacy at the same utility.', svg },
+    { heading: 'Five numbers per emulator', table },
+    ...(options.importanceSvg ? [{ heading: 'Learned layer importance', svg: options.importanceSvg }] : []),
+    ...(options.sources?.length ? [{ heading: 'Reports charted', list: options.sources.map((s) => `\`${s}\``) }] : []),
+  ]);
+  return { svg, table, html };
 }

@@ -52,7 +52,7 @@ export interface JobWorkerOptions {
    * (await between training steps), or a healthy job is taken for stalled and run twice. Default 60000.
    */
   lockDurationMs?: number;
-  /** How often a running job checks whether its request was deleted (the coordinator's cancel flag), ms. Default 1000. */
+  /** How often a running job checks whether the coordinator stopped it (the cancel flag: its request was deleted or another of its jobs failed), ms. Default 1000. */
   cancelPollMs?: number;
   /** How often this worker looks for stalled jobs, ms. Default 30000. */
   stalledIntervalMs?: number;
@@ -204,8 +204,8 @@ export class JobWorker extends EventEmitter<JobWorkerEvents> {
     const handler = this.options.handlers[kind] as JobHandler<JobKind>;
     const log = this.log.child({ job: job.id, kind, tenant });
     // A job is stopped by BullMQ's cancel or by the flag a coordinator sets when its request is deleted
-    // (QueueJobRunner.cancelGroup); either aborts the handler's signal (the compute executor terminates
-    // the job's thread) and the job fails for good.
+    // or another of its jobs failed (QueueJobRunner.cancelGroup); either aborts the handler's signal (the
+    // compute executor terminates the job's thread) and the job fails for good.
     const abort = new AbortController();
     const onCancel = () => abort.abort(signal?.reason ?? new QueueError('CANCELLED', `job ${job.id} was cancelled`));
     signal?.addEventListener('abort', onCancel, { once: true });
@@ -213,8 +213,8 @@ export class JobWorker extends EventEmitter<JobWorkerEvents> {
     const poll = setInterval(() => {
       this.connection.exists(flag).then((n) => {
         if (n > 0 && !abort.signal.aborted) {
-          log.info('cancelled by its owner: stopping its compute');
-          abort.abort(new QueueError('CANCELLED', `job ${job.id} was cancelled (its request was deleted)`));
+          log.info('cancelled by the coordinator: stopping its compute');
+          abort.abort(new QueueError('CANCELLED', `job ${job.id} was cancelled (its request was deleted, or another of its jobs failed)`));
         }
       }, () => undefined);
     }, this.options.cancelPollMs ?? 1000);

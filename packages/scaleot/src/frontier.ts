@@ -44,8 +44,8 @@ export interface FrontierPoint {
   plug_in: number;
   metric: string;
   higherIsBetter: boolean;
-  /** Blocks the emulator runs. */
-  blocks: number;
+  /** Blocks the emulator runs (null: a report read back that does not say). */
+  blocks: number | null;
   emulatorDir: string;
   seconds: number;
 }

@@ -77,6 +77,7 @@ export {
   type TargetCheck,
 } from './experiment.js';
 export { runFrontier, layerImportance, type FrontierOptions, type FrontierPoint, type FrontierResult, type LayerImportanceData } from './frontier.js';
+export { frontierFromReports, FRONTIER_REPORT_FILES, type FrontierFromReports } from './frontierReports.js';
 export { stage1Loop, windowStarts, type Stage1LoopOptions, type Stage1LoopTiming } from './stage1Loop.js';
 export { windowsAt, type Stage1Executor, type Stage1RunContext, type Stage1Round, type Stage1Gradients } from './Stage1Executor.js';
 export { LocalStage1Executor } from './LocalStage1Executor.js';

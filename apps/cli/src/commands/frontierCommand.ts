@@ -1,4 +1,4 @@
-import { atomicWriteFile, atomicWriteJson } from '@scaleot/core';
+import { atomicWriteFile, atomicWriteJson, ScaleotError } from '@scaleot/core';
 import { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
@@ -10,7 +10,8 @@ import { refuseExistingOutput } from '../outputGuard.js';
 
 interface FrontierFlags extends GlobalOptions, TrainFlags {
   model: string;
-  stage1: string;
+  stage1?: string;
+  from?: string[];
   task: string;
   out: string;
   overwrite?: boolean;
@@ -22,12 +23,18 @@ interface FrontierFlags extends GlobalOptions, TrainFlags {
   maxExamples?: number;
 }
 
+const pathList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
+
 export function frontierCommand(): Command {
   const cmd = new Command('frontier')
     .summary('the privacy-utility frontier: five numbers for a grid of (α, β) emulators')
-    .description('Builds one ScaleOT emulator per (α, β) from one stage-1 run, tunes adapters on each, and reports emulator fine-tuned vs plug-in quality (one point per emulator, uniform LayerDrop and the adapter ceiling marked). Writes frontier.json, frontier.svg, importance.svg and frontier.html to --out.')
+    .description(
+      'Builds one ScaleOT emulator per (α, β) from one stage-1 run, tunes adapters on each, and reports emulator fine-tuned vs plug-in quality (one point per emulator, uniform LayerDrop and the adapter ceiling marked). Writes frontier.json, frontier.svg, importance.svg and frontier.html to --out. ' +
+        'With --from it runs nothing: it charts reports already written (scaleot report, the demo, a coordinator request, an earlier frontier), e.g. scaleot frontier --from runs/a/report.json,runs/b --out runs/compare.',
+    )
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
-    .requiredOption('--stage1 <dir>', 'stage-1 artifacts of that model')
+    .option('--stage1 <dir>', 'stage-1 artifacts of that model (required unless --from; with --from it adds the layer-importance chart)')
+    .option('--from <list>', "chart existing reports instead of running: comma-separated report.json / frontier.json files, or directories holding them (searched recursively); every report of one task and metric", pathList)
     .option('--task <name|path>', 'built-in task (moby, spam) or a task spec file/dir', 'moby')
     .option('--out <dir>', 'work directory', 'runs/frontier')
     .option('--overwrite', 'reuse an existing work directory, replacing its artifacts')
@@ -37,48 +44,54 @@ export function frontierCommand(): Command {
     .option('--no-baselines', 'skip uniform LayerDrop and the adapter ceiling')
     .option('--max-blocks <n>', 'LM: evaluate the first N test blocks only', positiveInt)
     .option('--max-examples <n>', 'classification: evaluate the first N test rows only', positiveInt);
-  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: FrontierFlags) => {
+  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: FrontierFlags, command: Command) => {
     await runCommand('frontier', flags, async (log) => {
+      if (!flags.from && !flags.stage1) throw new ScaleotError('BAD_OPTION', 'give --stage1 DIR to run a frontier, or --from REPORTS to chart existing reports', { where: '--stage1' });
       refuseExistingOutput(flags.out, { overwrite: flags.overwrite });
-      const { initBackend } = await import('@scaleot/backend');
-      const { runFrontier, layerImportance } = await import('@scaleot/scaleot');
-      const { frontierChart, layerImportanceChart, htmlReport } = await import('@scaleot/plots');
-      await initBackend(flags.backend);
+      const { runFrontier, layerImportance, frontierFromReports } = await import('@scaleot/scaleot');
+      const { frontierReport, layerImportanceChart } = await import('@scaleot/plots');
       const workDir = resolve(flags.out);
-      const result = await runFrontier({
-        modelDir: flags.model,
-        stage1Dir: flags.stage1,
-        workDir,
-        task: flags.task,
-        dataRoot: flags.dataRoot,
-        alphas: flags.alphas,
-        betas: flags.betas,
-        baselines: flags.baselines,
-        hyper: trainHyper(flags),
-        eval: { maxBlocks: flags.maxBlocks, maxExamples: flags.maxExamples },
-        logger: log,
-        onPoint: (p) => log.info({ point: p.label, emulator_fine_tuned: p.emulator_fine_tuned, plug_in: p.plug_in }, `frontier point ${p.label}`),
+      let result: Awaited<ReturnType<typeof runFrontier>>;
+      let sources: string[] | undefined;
+      let task = flags.task;
+      if (flags.from) {
+        const read = await frontierFromReports(flags.from);
+        // The reports name their task; --task only labels reports that do not (frontier.json).
+        task = read.task ?? (command.getOptionValueSource('task') === 'cli' ? flags.task : 'task not named in the reports');
+        result = read;
+        sources = read.sources;
+        log.info({ sources: read.sources.length, points: read.points.length, task }, 'frontier from existing reports');
+      } else {
+        const { initBackend } = await import('@scaleot/backend');
+        await initBackend(flags.backend);
+        result = await runFrontier({
+          modelDir: flags.model,
+          stage1Dir: flags.stage1!,
+          workDir,
+          task: flags.task,
+          dataRoot: flags.dataRoot,
+          alphas: flags.alphas,
+          betas: flags.betas,
+          baselines: flags.baselines,
+          hyper: trainHyper(flags),
+          eval: { maxBlocks: flags.maxBlocks, maxExamples: flags.maxExamples },
+          logger: log,
+          onPoint: (p) => log.info({ point: p.label, emulator_fine_tuned: p.emulator_fine_tuned, plug_in: p.plug_in }, `frontier point ${p.label}`),
+        });
+      }
+      const importanceSvg = flags.stage1 ? await layerImportanceChart((await layerImportance(flags.stage1)).blocks) : undefined;
+      const page = await frontierReport(result.points, {
+        task,
+        metric: result.points[0]?.metric ?? 'metric',
+        higherIsBetter: result.points[0]?.higherIsBetter,
+        importanceSvg,
+        sources,
       });
-      const metric = result.points[0]?.metric ?? 'metric';
-      const frontier = await frontierChart(result.points, { title: `Privacy-utility frontier (${flags.task})`, metric, higherIsBetter: result.points[0]?.higherIsBetter });
-      const importance = await layerImportanceChart((await layerImportance(flags.stage1)).blocks);
-      const table = [
-        `| emulator | blocks | full zero-shot | emulator zero-shot | emulator fine-tuned | plug-in |`,
-        `|---|---:|---:|---:|---:|---:|`,
-        ...result.points.map((p) => `| ${p.label} | ${p.blocks} | ${p.full_zero_shot.toFixed(3)} | ${p.emulator_zero_shot.toFixed(3)} | ${p.emulator_fine_tuned.toFixed(3)} | ${p.plug_in.toFixed(3)} |`),
-      ].join('\n');
       await atomicWriteJson(join(workDir, 'frontier.json'), result);
-      await atomicWriteFile(join(workDir, 'frontier.svg'), frontier);
-      await atomicWriteFile(join(workDir, 'importance.svg'), importance);
-      await atomicWriteFile(
-        join(workDir, 'frontier.html'),
-        htmlReport(`ScaleOT privacy-utility frontier: ${flags.task}`, [
-          { heading: 'Emulator fine-tuned vs plug-in', text: 'One point per emulator; squares and diamonds are baselines (uniform LayerDrop, the adapter ceiling). The dashed diagonal is no privacy: there the data owner gets from the emulator alone what the plug-in gives. A larger gap between plug-in and emulator fine-tuned means more model privacy at the same utility.', svg: frontier },
-          { heading: 'Five numbers per emulator', table },
-          { heading: 'Learned layer importance', svg: importance },
-        ]),
-      );
-      return { result: { ...result, outDir: workDir }, human: `${table}\n\nplots: ${join(workDir, 'frontier.html')}` };
+      await atomicWriteFile(join(workDir, 'frontier.svg'), page.svg);
+      if (importanceSvg) await atomicWriteFile(join(workDir, 'importance.svg'), importanceSvg);
+      await atomicWriteFile(join(workDir, 'frontier.html'), page.html);
+      return { result: { ...result, outDir: workDir }, human: `${page.table}\n\nplots: ${join(workDir, 'frontier.html')}` };
     });
   });
 }
