@@ -3,3 +3,4 @@ export { initBackend, activeBackend, webGpuAdapterInfo, BACKEND_NAMES, type Back
 export { BindingLimitError } from './BindingLimitError.js';
 export type { WebGpuAdapterSummary } from './webgpu/WebGpuAdapterSummary.js';
 export { geluNew, crossEntropyPerToken } from './ops.js';
+export { nativeGemmStatus, selectBatchMatMul, type NativeGemmStatus } from './wasm/nativeGemm.js';
