@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, nativeGemmStatus, selectBatchMatMul } from '@scaleot/backend';
+import { causalMatMul, hasCausalMatMul, initBackend, nativeGemmStatus, selectBatchMatMul } from '@scaleot/backend';
 import { expectArraysClose, maxAbs, randomArray, runOn } from './helpers.js';
 
 process.env.SCALEOT_LOG_LEVEL ??= 'silent';
@@ -167,6 +167,46 @@ describe('native (OpenBLAS) BatchMatMul', () => {
       expect(r.gemm).toBe('openblas');
       expect(r.values).toEqual([4, 5, 10, 11]);
     }
+  });
+});
+
+describe('causal attention products (OpenBLAS, skipping the blocks above the diagonal)', () => {
+  /** A lower-triangular [B,t,t] (zero above the diagonal, like causal probabilities). */
+  function lower(batch: number, t: number, seed: number): tf.Tensor3D {
+    const values = randomArray(batch * t * t, seed);
+    for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) for (let j = i + 1; j < t; j++) values[b * t * t + i * t + j] = 0;
+    return tf.tensor3d(values, [batch, t, t]);
+  }
+
+  // t = 64 is one block, 100 and 200 are ragged (blocks of 64), 256 is the model's window.
+  for (const [batch, t, d] of [[3, 64, 8], [2, 100, 16], [2, 200, 5], [4, 256, 32], [1, 1, 4]] as const) {
+    it(`B=${batch} t=${t} d=${d}: scores, lower and lowerT equal the full products where the mask keeps them`, async () => {
+      await tf.setBackend('wasm');
+      selectBatchMatMul(true);
+      expect(hasCausalMatMul()).toBe(true);
+      tf.tidy(() => {
+        const q = tf.tensor3d(randomArray(batch * t * d, t + 1), [batch, t, d]);
+        const k = tf.tensor3d(randomArray(batch * t * d, t + 2), [batch, t, d]);
+        const l = lower(batch, t, t + 3);
+        const keep = tf.linalg.bandPart(tf.ones([t, t]), -1, 0); // 1 on and below the diagonal
+        // scores: exact on and below the diagonal; what the block skip leaves above it is masked later.
+        const scores = causalMatMul(q, k, 'scores');
+        expectClose(tf.mul(scores, keep).dataSync(), tf.mul(tf.matMul(q, k, false, true), keep).dataSync());
+        expectClose(causalMatMul(l, k, 'lower').dataSync(), tf.matMul(l, k).dataSync());
+        expectClose(causalMatMul(l, k, 'lowerT').dataSync(), tf.matMul(l, k, true, false).dataSync());
+      });
+    });
+  }
+
+  it('is not registered when the wasm kernel is selected (the model then uses full products)', async () => {
+    await tf.setBackend('wasm');
+    selectBatchMatMul(false);
+    expect(hasCausalMatMul()).toBe(false);
+    selectBatchMatMul(true);
+    expect(hasCausalMatMul()).toBe(true);
+    await tf.setBackend('cpu');
+    expect(hasCausalMatMul()).toBe(false);
+    await tf.setBackend('wasm');
   });
 });
 

@@ -166,6 +166,91 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Causal attention products over [batch, t, *] slices, skipping what the causal mask makes zero. Rows
+ * and keys are split into blocks of `block`; for query block i only keys of blocks 0..i exist.
+ *   mode 0, scores:      C [t,t] = A [t,d] B[t,d]^T on the block lower triangle; the rest of C is 0
+ *                        (masked later: the caller adds the causal bias; only the diagonal blocks need it).
+ *   mode 1, lower-left:  C [t,d] = L [t,t] B [t,d] for L lower triangular (zero above the diagonal:
+ *                        inside the diagonal blocks it is read; blocks wholly above it are not).
+ *   mode 2, lower-left^T C [t,d] = L^T B for L [t,t] lower triangular (dv = p^T dy, dk = ds^T q).
+ * Operand slices are contiguous: A_i at aOffset + i*size(A)*4 bytes, likewise B and C.
+ *   sgemmCausal(heap, mode, batch, t, d, block, aOffset, bOffset, cOffset)
+ */
+static napi_value sgemm_causal(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 9) {
+    napi_throw_type_error(env, "SCALEOT_BLAS_ARGS", "sgemmCausal takes 9 arguments");
+    return NULL;
+  }
+  bool is_buffer = false;
+  CHECK(env, napi_is_arraybuffer(env, argv[0], &is_buffer));
+  if (!is_buffer) {
+    napi_throw_type_error(env, "SCALEOT_BLAS_ARGS", "sgemmCausal: heap must be an ArrayBuffer");
+    return NULL;
+  }
+  void* heap = NULL;
+  size_t heap_bytes = 0;
+  CHECK(env, napi_get_arraybuffer_info(env, argv[0], &heap, &heap_bytes));
+  int64_t mode, batch, t, d, block, a_off, b_off, c_off;
+  if (!get_int64(env, argv[1], &mode) || !get_int64(env, argv[2], &batch) || !get_int64(env, argv[3], &t) ||
+      !get_int64(env, argv[4], &d) || !get_int64(env, argv[5], &block) || !get_int64(env, argv[6], &a_off) ||
+      !get_int64(env, argv[7], &b_off) || !get_int64(env, argv[8], &c_off)) {
+    napi_throw_type_error(env, "SCALEOT_BLAS_ARGS", "sgemmCausal: sizes and offsets must be non-negative integers");
+    return NULL;
+  }
+  if (mode > 2) return throw_range(env, "sgemmCausal: mode must be 0 (scores), 1 (lower-left) or 2 (lower-left^T)");
+  if (block < 1) return throw_range(env, "sgemmCausal: block must be positive");
+  if (t > 65536 || d > INT32_MAX / 65536 || batch > INT32_MAX) return throw_range(env, "sgemmCausal: dimensions too large");
+  if ((a_off | b_off | c_off) & 3) return throw_range(env, "sgemmCausal: offsets must be 4-byte aligned");
+  const int64_t tt = t * t, td = t * d;
+  const int64_t a_size = mode == 0 ? td : tt;
+  const int64_t b_size = td;
+  const int64_t c_size = mode == 0 ? tt : td;
+  const int64_t total = (int64_t)heap_bytes;
+  if (a_off + batch * a_size * 4 > total || b_off + batch * b_size * 4 > total || c_off + batch * c_size * 4 > total) {
+    return throw_range(env, "sgemmCausal: an operand extends past the end of the heap");
+  }
+  if (batch == 0 || t == 0) return NULL;
+  float* a = (float*)((char*)heap + a_off);
+  float* b = (float*)((char*)heap + b_off);
+  float* c = (float*)((char*)heap + c_off);
+  const int T = (int)t, D = (int)d;
+  for (int64_t i = 0; i < batch; i++) {
+    float* ai = a + i * a_size;
+    float* bi = b + i * b_size;
+    float* ci = c + i * c_size;
+    if (d == 0) {
+      if (mode == 0) memset(ci, 0, (size_t)tt * sizeof(float));
+      else memset(ci, 0, (size_t)td * sizeof(float));
+      continue;
+    }
+    for (int r0 = 0; r0 < T; r0 += (int)block) {
+      const int rows = (int)(r0 + block <= t ? block : t - r0);
+      const int keys = r0 + rows; /* keys 0..keys-1 are visible to this block */
+      if (mode == 0) {
+        /* C[r0:r0+rows, 0:keys] = A[r0:r0+rows] B[0:keys]^T; zero the rest of those rows. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, D, 1.0f, ai + (int64_t)r0 * D, D, bi, D, 0.0f,
+                    ci + (int64_t)r0 * T, T);
+        if (keys < T) {
+          for (int r = r0; r < r0 + rows; r++) memset(ci + (int64_t)r * T + keys, 0, (size_t)(T - keys) * sizeof(float));
+        }
+      } else if (mode == 1) {
+        /* C[r0:r0+rows] = L[r0:r0+rows, 0:keys] B[0:keys] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, keys, 1.0f, ai + (int64_t)r0 * T, T, bi, D, 0.0f,
+                    ci + (int64_t)r0 * D, D);
+      } else {
+        /* C[r0:r0+rows] (keys r0..) = L[r0:t, r0:r0+rows]^T B[r0:t]: only queries at or after the block see it. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, D, T - r0, 1.0f, ai + (int64_t)r0 * T + r0, T,
+                    bi + (int64_t)r0 * D, D, 0.0f, ci + (int64_t)r0 * D, D);
+      }
+    }
+  }
+  return NULL;
+}
+
 static napi_value set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -201,6 +286,7 @@ static napi_value get_config(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"sgemmBatched", NULL, sgemm_batched, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgemmCausal", NULL, sgemm_causal, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, get_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, get_config, NULL, NULL, NULL, napi_enumerable, NULL},

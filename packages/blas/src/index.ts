@@ -24,6 +24,25 @@ export interface NativeGemm {
     aIndex: Int32Array | null,
     bIndex: Int32Array | null,
   ): void;
+  /**
+   * Causal attention products over `batch` contiguous slices, skipping the blocks the causal mask
+   * zeroes (query block i sees keys of blocks 0..i, blocks of `block` rows). Mode 0 (scores):
+   * C [t,t] = A [t,d] B [t,d]^T on the block lower triangle, 0 elsewhere (the caller still adds the
+   * causal bias, for the diagonal blocks). Mode 1: C [t,d] = L [t,t] B [t,d], L lower triangular.
+   * Mode 2: C [t,d] = L^T B. L must be zero above its diagonal (causal probabilities are): inside the
+   * diagonal blocks it is read, blocks wholly above the diagonal are not.
+   */
+  sgemmCausal(
+    heap: ArrayBuffer,
+    mode: 0 | 1 | 2,
+    batch: number,
+    t: number,
+    d: number,
+    block: number,
+    aOffset: number,
+    bOffset: number,
+    cOffset: number,
+  ): void;
   /** OpenBLAS threads, process-wide (openblas_set_num_threads). */
   setThreads(threads: number): void;
   getThreads(): number;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeGemm, type NativeGemmUnavailableCode } from '@scaleot/blas';
 import { batchMatMulWasm } from './batchMatMul.js';
+import { CAUSAL_MAT_MUL, makeCausalMatMulNative } from './causalMatMul.js';
 import { makeNativeBatchMatMul } from './nativeBatchMatMul.js';
 
 /** Which GEMM the wasm backend's BatchMatMul runs on, and why. */
@@ -35,16 +36,21 @@ function configureThreads(setThreads: (n: number) => void, env: NodeJS.ProcessEn
 
 /**
  * Registers the wasm BatchMatMul: the OpenBLAS kernel when `preferNative` and the addon loads
- * (SCALEOT_NATIVE_GEMM=0 turns it off), else the wasm kernel. Returns what was registered.
+ * (SCALEOT_NATIVE_GEMM=0 turns it off), with the causal attention products (causalMatMul.ts),
+ * else the wasm kernel and no causal products. Returns what was registered.
  */
 export function selectBatchMatMul(preferNative = true, env: NodeJS.ProcessEnv = process.env): NativeGemmStatus {
   const load = preferNative ? loadNativeGemm(env) : ({ ok: false, code: 'DISABLED', reason: 'turned off by the caller' } as const);
   if (load.ok) {
     configureThreads((n) => load.gemm.setThreads(n), env);
     replaceBatchMatMul(makeNativeBatchMatMul(load.gemm));
+    if (tf.getKernel(CAUSAL_MAT_MUL, 'wasm') === undefined) {
+      tf.registerKernel({ kernelName: CAUSAL_MAT_MUL, backendName: 'wasm', kernelFunc: makeCausalMatMulNative(load.gemm) as unknown as tf.KernelFunc });
+    }
     status = { gemm: 'openblas', threads: load.gemm.getThreads(), library: load.gemm.config() };
   } else {
     replaceBatchMatMul(batchMatMulWasm);
+    if (tf.getKernel(CAUSAL_MAT_MUL, 'wasm') !== undefined) tf.unregisterKernel(CAUSAL_MAT_MUL, 'wasm');
     status = { gemm: 'wasm', code: load.code, reason: load.reason };
   }
   return status;
