@@ -92,9 +92,39 @@ export async function main(opts) {
       fmt(result.speedup, 2),
     ]);
   }
+  // The causal lever: the six attention products of one forward + backward (q·kᵀ, p·v, dy·vᵀ, pᵀ·dy,
+  // ds·k, dsᵀ·q) over [64, 256, 32] (4 heads × 16 rows), full BatchMatMuls vs the block-causal kernel.
+  let causal = null;
+  if (probe.gemm === 'openblas' && !(wanted && !wanted.has('causal'))) {
+    const { causalMatMul } = await importPackage('@scaleot/backend', ['causalMatMul']);
+    selectBatchMatMul(true);
+    const [B, t, d] = [64, 256, 32];
+    const q = tf.randomUniform([B, t, d], -1, 1);
+    const v = tf.randomUniform([B, t, d], -1, 1);
+    const p = tf.tidy(() => tf.softmax(tf.add(tf.matMul(q, v, false, true), tf.linalg.bandPart(tf.ones([t, t]), -1, 0).sub(1).mul(1e9))));
+    const full = () => [tf.matMul(q, v, false, true), tf.matMul(p, v), tf.matMul(q, v, false, true), tf.matMul(p, q, true, false), tf.matMul(p, v), tf.matMul(p, q, true, false)];
+    const blocks = () => [causalMatMul(q, v, 'scores'), causalMatMul(p, v, 'lower'), causalMatMul(q, v, 'scores'), causalMatMul(p, q, 'lowerT'), causalMatMul(p, v, 'lower'), causalMatMul(p, q, 'lowerT')];
+    const time = (fn) => {
+      tf.dispose(fn());
+      const times = [];
+      for (let r = 0; r < opts.repeats; r++) {
+        const started = performance.now();
+        const out = fn();
+        times.push((performance.now() - started) / 1000);
+        tf.dispose(out);
+      }
+      return median(times);
+    };
+    log(`causal attention products: ${opts.repeats} rounds of six`);
+    const fullS = time(full);
+    const blockS = time(blocks);
+    tf.dispose([q, v, p]);
+    causal = { shape: '[64,256,32] six attention products', full_s: fullS, causal_s: blockS, speedup: fullS / blockS };
+  }
   selectBatchMatMul(true);
+  if (causal) process.stdout.write(`causal attention, six products over [64,256,32] (OpenBLAS): full ${fmt(causal.full_s * 1000, 1)} ms, block-causal ${fmt(causal.causal_s * 1000, 1)} ms, ${fmt(causal.speedup, 2)}×\n`);
   process.stdout.write(`BatchMatMul on the wasm backend, median of ${opts.repeats} (GFLOP/s of wall time, and of this process' CPU time: the difference is other load); OpenBLAS threads ${opts['blas-threads']}; ${probe.library ?? probe.reason}\n`);
   process.stdout.write(`${table(['shape', 'wasm GFLOP/s', 'OpenBLAS GFLOP/s', 'wasm per CPU-s', 'OpenBLAS per CPU-s', 'speedup (wall)'], rows)}\n`);
-  emitJson(opts.json, { blas_threads: opts['blas-threads'], library: probe.library ?? null, results, errors });
+  emitJson(opts.json, { blas_threads: opts['blas-threads'], library: probe.library ?? null, results, causal, errors });
   return 0;
 }
