@@ -87,6 +87,50 @@ describe('sgemmBatched on an ArrayBuffer', () => {
     g.sgemmBatched(heap, false, false, 2, 2, 2, 0, 16, 32, 1, null, null);
   });
 
+  it('sgemmCausal: block-causal products equal the reference where the mask keeps them, and refuses bad operands', () => {
+    const g = gemm();
+    const [batch, t, d, block] = [2, 7, 3, 3]; // ragged blocks: 3, 3, 1
+    const tt = t * t;
+    const td = t * d;
+    const x = random(batch * td, 5);
+    const y = random(batch * td, 6);
+    const l = random(batch * tt, 7);
+    for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) for (let j = i + 1; j < t; j++) l[b * tt + i * t + j] = 0;
+    const heap = new ArrayBuffer(4 * (2 * batch * td + batch * tt + batch * tt));
+    const xOff = 0;
+    const yOff = 4 * batch * td;
+    const lOff = 8 * batch * td;
+    const cOff = lOff + 4 * batch * tt;
+    new Float32Array(heap, xOff, x.length).set(x);
+    new Float32Array(heap, yOff, y.length).set(y);
+    new Float32Array(heap, lOff, l.length).set(l);
+    const close = (actual: number, expected: number) => expect(Math.abs(actual - expected)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(expected)));
+    for (const mode of [0, 1, 2] as const) {
+      new Float32Array(heap, cOff, batch * tt).fill(Number.NaN); // the kernel must write every element
+      g.sgemmCausal(heap, mode, batch, t, d, block, mode === 0 ? xOff : lOff, yOff, cOff);
+      for (let b = 0; b < batch; b++) {
+        const xb = x.subarray(b * td, (b + 1) * td);
+        const yb = y.subarray(b * td, (b + 1) * td);
+        const lb = l.subarray(b * tt, (b + 1) * tt);
+        if (mode === 0) {
+          const c = new Float32Array(heap, cOff + 4 * b * tt, tt);
+          const full = reference(xb, yb, t, t, d, false, true);
+          for (let i = 0; i < t; i++) {
+            const visible = Math.min(t, (Math.floor(i / block) + 1) * block);
+            for (let j = 0; j < t; j++) close(c[i * t + j], j < visible ? full[i * t + j] : 0);
+          }
+        } else {
+          const c = new Float32Array(heap, cOff + 4 * b * td, td);
+          const expected = reference(lb, yb, t, d, t, mode === 2, false);
+          for (let i = 0; i < td; i++) close(c[i], expected[i]);
+        }
+      }
+    }
+    expect(() => g.sgemmCausal(heap, 3, batch, t, d, block, lOff, yOff, cOff)).toThrow(/mode/);
+    expect(() => g.sgemmCausal(heap, 1, batch, t, d, 0, lOff, yOff, cOff)).toThrow(/block/);
+    expect(() => g.sgemmCausal(heap, 1, batch + 9, t, d, block, lOff, yOff, cOff)).toThrow(/past the end/);
+  });
+
   it('sets OpenBLAS threads and reports its configuration', () => {
     const g = gemm();
     const before = g.getThreads();
