@@ -126,7 +126,7 @@ describe('sgemmBatched on an ArrayBuffer', () => {
         }
       }
     }
-    expect(() => g.sgemmCausal(heap, 3, batch, t, d, block, lOff, yOff, cOff)).toThrow(/mode/);
+    expect(() => g.sgemmCausal(heap, 3 as 0, batch, t, d, block, lOff, yOff, cOff)).toThrow(/mode/);
     expect(() => g.sgemmCausal(heap, 1, batch, t, d, 0, lOff, yOff, cOff)).toThrow(/block/);
     expect(() => g.sgemmCausal(heap, 1, batch + 9, t, d, block, lOff, yOff, cOff)).toThrow(/past the end/);
   });
