@@ -14,7 +14,8 @@ RUN mkdir -p /out \
  && cp package.json package-lock.json /out/ \
  && for d in packages/* apps/*; do \
       if [ -f "$d/package.json" ]; then mkdir -p "/out/$d" && cp "$d/package.json" "/out/$d/"; fi; \
-    done
+    done \
+ && cp -R packages/blas/binding.gyp packages/blas/native packages/blas/scripts /out/packages/blas/
 
 # --- build: all dependencies, compile every workspace, keep package.json + dist of each
 FROM ${BASE_IMAGE} AS build
@@ -43,6 +44,7 @@ ENV NODE_ENV=production \
     SCALEOT_STORAGE_DIR=/data \
     SCALEOT_LOG_LEVEL=info \
     SCALEOT_BACKEND=wasm \
+    SCALEOT_NATIVE_GEMM=0 \
     SCALEOT_ZMQ_PARAMS_PORT=5555 \
     SCALEOT_ZMQ_RESULTS_PORT=5556 \
     SCALEOT_METRICS_PORT=9090

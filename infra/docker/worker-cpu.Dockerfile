@@ -1,7 +1,9 @@
 # A scaleot CPU worker: tfjs wasm backend (4 GiB wasm heap per process), health and metrics on 9090,
 # SIGTERM drains (finishes or hands back its jobs) before exiting. Build from the repository root:
 #   docker build -f infra/docker/worker-cpu.Dockerfile -t scaleot/worker-cpu:dev .
-# The first three stages are the coordinator image's: BuildKit shares their cache between both builds.
+# The first two stages are the coordinator image's: BuildKit shares their cache between both builds.
+# The deps stage builds @scaleot/blas (OpenBLAS GEMM, N-API) against Debian's libopenblas-dev; the
+# runtime has libopenblas0, so the wasm backend's matmuls run on OpenBLAS (docs/deployment.md).
 
 # --- manifests: package.json files + lock only, so the dependency layers rebuild only when they change
 # The Node 20 base; the offline e2e run (infra/e2e/compose-e2e.sh) passes one made with debootstrap.
@@ -14,7 +16,8 @@ RUN mkdir -p /out \
  && cp package.json package-lock.json /out/ \
  && for d in packages/* apps/*; do \
       if [ -f "$d/package.json" ]; then mkdir -p "/out/$d" && cp "$d/package.json" "/out/$d/"; fi; \
-    done
+    done \
+ && cp -R packages/blas/binding.gyp packages/blas/native packages/blas/scripts /out/packages/blas/
 
 # --- build: all dependencies, compile every workspace, keep package.json + dist of each
 FROM ${BASE_IMAGE} AS build
@@ -31,15 +34,27 @@ RUN npm run build \
     done \
  && find /out -name '*.tsbuildinfo' -delete
 
-# --- deps: production dependencies only
+# --- deps: production dependencies only, and the OpenBLAS addon built from source against Node's own
+# headers (npm_config_nodedir: node-gyp downloads nothing); the image refuses to build without it.
 FROM ${BASE_IMAGE} AS deps
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 make g++ libopenblas-dev \
+ && rm -rf /var/lib/apt/lists/*
+ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY --from=manifests /out/ ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund \
+ && test -f packages/blas/build/Release/scaleot_blas.node \
+ && rm -rf packages/blas/build/Release/obj.target packages/blas/build/Release/.deps
 
 # --- runtime: code owned by root and read-only for the service user (uid 1000, "node" in this image)
 FROM ${BASE_IMAGE} AS runtime
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libopenblas0 \
+ && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
+    SCALEOT_NATIVE_GEMM=1 \
+    OPENBLAS_NUM_THREADS=1 \
     SCALEOT_STORAGE_DIR=/data \
     SCALEOT_LOG_LEVEL=info \
     SCALEOT_BACKEND=wasm \

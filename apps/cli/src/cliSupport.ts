@@ -16,7 +16,7 @@ export function withGlobalOptions(cmd: Command): Command {
     .option('--json', 'print one JSON object with the result as the last line of stdout')
     .addOption(new Option('--log-format <format>', 'stderr logs: human lines and a live progress bar, or pino JSON (default: json with --json or when stdout is not a terminal, else human)').choices(['human', 'json']))
     .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default(process.env.SCALEOT_LOG_LEVEL ?? 'info'))
-    .addOption(new Option('--backend <name>', 'tfjs backend (webgpu: Dawn; auto: a GPU adapter, else native tensorflow when installed, else wasm)').choices(['wasm', 'cpu', 'tensorflow', 'webgpu', 'auto']).default(process.env.SCALEOT_BACKEND ?? 'wasm'));
+    .addOption(new Option('--backend <name>', 'tfjs backend (webgpu: Dawn; auto: a GPU adapter, else native tensorflow when installed, else wasm; wasm runs its matmuls on OpenBLAS when @scaleot/blas was built, SCALEOT_NATIVE_GEMM=0 turns that off)').choices(['wasm', 'cpu', 'tensorflow', 'webgpu', 'auto']).default(process.env.SCALEOT_BACKEND ?? 'wasm'));
 }
 
 /** Parses a comma-separated list of non-negative integers ("0,1,10,11"). */

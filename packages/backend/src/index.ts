@@ -3,3 +3,5 @@ export { initBackend, activeBackend, webGpuAdapterInfo, BACKEND_NAMES, type Back
 export { BindingLimitError } from './BindingLimitError.js';
 export type { WebGpuAdapterSummary } from './webgpu/WebGpuAdapterSummary.js';
 export { geluNew, crossEntropyPerToken } from './ops.js';
+export { nativeGemmStatus, selectBatchMatMul, type NativeGemmStatus } from './wasm/nativeGemm.js';
+export { causalMatMul, hasCausalMatMul, type CausalMatMulMode } from './wasm/causalMatMul.js';

@@ -2,6 +2,7 @@ import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { createLogger, type Logger } from '@scaleot/core';
 import { BackendError } from './BackendError.js';
+import { nativeGemmStatus } from './wasm/nativeGemm.js';
 import { registerWasmKernelFixes } from './wasm/registerWasmKernelFixes.js';
 import type { WebGpuAdapterSummary } from './webgpu/WebGpuAdapterSummary.js';
 
@@ -134,9 +135,31 @@ async function activate(name: BackendName): Promise<BackendName> {
   const { getThreadsCount, ...rest } = details;
   if (typeof getThreadsCount === 'function') rest.threads = (getThreadsCount as () => number)();
   log ??= createLogger('backend');
+  if (wasm !== undefined) logGemm(rest);
   // Once per process: replica and compute threads start the same backend again, which is not news.
   log[isMainThread ? 'info' : 'debug']({ backend: name, tfjs: tf.version.tfjs, ...rest }, `tfjs backend: ${name}`);
   return name;
+}
+
+let gemmFallbackLogged = false;
+
+/**
+ * The wasm backend's GEMM into the backend line's details; when the OpenBLAS addon is not used, one
+ * line of its own saying why (once per process: replica threads log it at debug).
+ */
+function logGemm(details: Record<string, unknown>): void {
+  const gemm = nativeGemmStatus();
+  if (gemm === undefined) return;
+  details.gemm = gemm.gemm;
+  if (gemm.gemm === 'openblas') {
+    details.blasThreads = gemm.threads;
+    details.blas = gemm.library;
+    return;
+  }
+  if (gemmFallbackLogged || log === undefined) return;
+  gemmFallbackLogged = true;
+  const level = !isMainThread ? 'debug' : gemm.code === 'DISABLED' ? 'info' : 'warn';
+  log[level]({ code: gemm.code, reason: gemm.reason }, `native GEMM unavailable (${gemm.reason}); BatchMatMul runs on the wasm kernels`);
 }
 
 /** Undoes a failed webgpu start: tfjs sets its backend name before initialising, and would keep it. */

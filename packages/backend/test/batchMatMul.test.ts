@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '@scaleot/backend';
+import { initBackend, selectBatchMatMul } from '@scaleot/backend';
 import { expectArraysClose, maxAbs, randomArray, runOn } from './helpers.js';
 
 process.env.SCALEOT_LOG_LEVEL ??= 'silent';
 
 beforeAll(async () => {
   await initBackend('wasm'); // registers the kernel fixes
+  selectBatchMatMul(false); // this file tests the wasm kernel; nativeGemm.test.ts the OpenBLAS one
 });
 
 /** Operand shapes for C = op(A) op(B) with C [...batch, m, n]. */

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { activeBackend, BackendError, initBackend, webGpuAdapterInfo } from '@scaleot/backend';
+import { activeBackend, BackendError, initBackend, nativeGemmStatus, webGpuAdapterInfo } from '@scaleot/backend';
 
 process.env.SCALEOT_LOG_LEVEL ??= 'silent';
 
@@ -51,7 +51,9 @@ describe('initBackend', () => {
     await expect(initBackend()).resolves.toBe('wasm');
     expect(activeBackend()).toBe('wasm');
     const backend = tf.backend();
-    expect(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc.name).toBe('batchMatMulWasm');
+    expect(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc.name).toBe(
+      nativeGemmStatus()?.gemm === 'openblas' ? 'batchMatMulNative' : 'batchMatMulWasm',
+    );
     expect(tf.getKernel('UnsortedSegmentSum', 'wasm')).toBeDefined();
     await expect(initBackend('wasm')).resolves.toBe('wasm');
     expect(tf.backend()).toBe(backend);

@@ -131,6 +131,8 @@ const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: str
   { name: 'SCALEOT_QUEUE_PREFIX', roles: ['coordinator', 'worker'], doc: 'BullMQ key prefix (default scaleot)' },
   { name: 'SCALEOT_STORAGE_DIR', roles: ['coordinator', 'worker'], doc: 'shared volume for models and artifacts (default /data)' },
   { name: 'SCALEOT_BACKEND', roles: ['coordinator', 'worker'], doc: 'tfjs backend: wasm (default), cpu or tensorflow' },
+  { name: 'SCALEOT_NATIVE_GEMM', roles: ['coordinator', 'worker'], doc: 'wasm backend: matmuls on OpenBLAS (the @scaleot/blas addon, built when libopenblas-dev is installed); 0 keeps the wasm kernels (default on when built)' },
+  { name: 'OPENBLAS_NUM_THREADS', roles: ['coordinator', 'worker'], doc: 'OpenBLAS threads per matmul (default 1: data-parallel replicas already use one thread per core)' },
   { name: 'SCALEOT_LOG_LEVEL', roles: ['coordinator', 'worker'], doc: 'pino level (default info)' },
   { name: 'SCALEOT_ZMQ_PARAMS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port publishing stage-1 parameters (default 5555)' },
   { name: 'SCALEOT_ZMQ_RESULTS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port collecting gradients (default 5556)' },

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { causalMatMul, hasCausalMatMul } from '@scaleot/backend';
 
 // Lean kernels with hand-written gradients: autodiff of the composite forms launches 2–3× more kernels,
 // and on wasm every launch costs JS overhead plus a full pass over memory. gelu_new and the
@@ -74,6 +75,7 @@ const layerNormOp = customOp(([x, gamma, beta, eps], save) => {
  * [B, t, t] probabilities (autodiff's choice, 2× slower on wasm).
  */
 export function causalAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, bias?: tf.Tensor2D | tf.Tensor3D): tf.Tensor3D {
+  if (bias === undefined && q.shape[1] === k.shape[1] && hasCausalMatMul()) return blockCausalAttentionOp(q, k, v, causalMask(q.shape[1])) as tf.Tensor3D;
   return attentionOp(q, k, v, bias ?? causalMask(q.shape[1])) as tf.Tensor3D;
 }
 
@@ -91,6 +93,31 @@ const attentionOp = customOp(([q, k, v, bias], save) => {
       const dq = tf.matMul(ds as tf.Tensor3D, ks as tf.Tensor3D);
       const dk = tf.transpose(tf.matMul(qs as tf.Tensor3D, ds as tf.Tensor3D, true, false), [0, 2, 1]);
       return [dq, dk, dv, tf.zerosLike(bias)];
+    },
+  };
+});
+
+/**
+ * attentionOp for the plain causal mask on a backend with `causalMatMul` (wasm + OpenBLAS): every
+ * product skips the key blocks above the diagonal, whose probabilities are exactly 0, and the
+ * backward needs no transposes (dv = pᵀ·dy and dk = dsᵀ·q directly). Same values as attentionOp: the
+ * skipped scores are 0 + (−1e9) instead of q·k − 1e9, both exp() to 0.
+ */
+const blockCausalAttentionOp = customOp(([q, k, v, mask], save) => {
+  const probs = tf.softmax(tf.add(causalMatMul(q as tf.Tensor3D, k as tf.Tensor3D, 'scores'), mask)) as tf.Tensor3D;
+  save([q, k, v, probs]);
+  return {
+    value: causalMatMul(probs, v as tf.Tensor3D, 'lower'),
+    gradFunc: (dctx, [qs, ks, vs, p]) => {
+      const dy = dctx as tf.Tensor3D;
+      const p3 = p as tf.Tensor3D;
+      const dp = causalMatMul(dy, vs as tf.Tensor3D, 'scores');
+      const dv = causalMatMul(p3, dy, 'lowerT');
+      // Lower triangular like p: ds is p times a finite factor.
+      const ds = tf.mul(p3, tf.sub(dp, tf.sum(tf.mul(dp, p3), -1, true))) as tf.Tensor3D;
+      const dq = causalMatMul(ds, ks as tf.Tensor3D, 'lower');
+      const dk = causalMatMul(ds, qs as tf.Tensor3D, 'lowerT');
+      return [dq, dk, dv, tf.zerosLike(mask)];
     },
   };
 });

@@ -155,15 +155,26 @@ function fastBatched(
   for (let i = 0; i < batch; i++) run(leftMap[i], rightMap[i], i, rows);
 }
 
-export function batchMatMulWasm(args: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
-  const backend = wasmInternals(args.backend);
-  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-  const transposeA = Boolean(args.attrs?.transposeA);
-  const transposeB = Boolean(args.attrs?.transposeB);
+/** Shapes of one BatchMatMul call, checked as tfjs checks them. */
+export interface MatMulGeometry {
+  a: tf.TensorInfo;
+  b: tf.TensorInfo;
+  transposeA: boolean;
+  transposeB: boolean;
+  m: number;
+  k: number;
+  n: number;
+  aBatchShape: number[];
+  bBatchShape: number[];
+  outBatchShape: number[];
+  outShape: number[];
+  batch: number;
+}
+
+export function matMulGeometry(inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap | undefined): MatMulGeometry {
+  const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const transposeA = Boolean(attrs?.transposeA);
+  const transposeB = Boolean(attrs?.transposeB);
   if (a.dtype !== 'float32' || b.dtype !== 'float32') {
     throw new Error(`BatchMatMul on wasm supports float32 only, got ${a.dtype} x ${b.dtype}`);
   }
@@ -187,6 +198,17 @@ export function batchMatMulWasm(args: {
   const outBatchShape = tf.broadcast_util.assertAndGetBroadcastShape(aBatchShape, bBatchShape);
   const outShape = [...outBatchShape, m, n];
   const batch = tf.util.sizeFromShape(outBatchShape);
+  return { a, b, transposeA, transposeB, m, k, n, aBatchShape, bBatchShape, outBatchShape, outShape, batch };
+}
+
+export function batchMatMulWasm(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
+  const backend = wasmInternals(args.backend);
+  const { a, b, transposeA, transposeB, m, k, n, aBatchShape, bBatchShape, outBatchShape, outShape, batch } =
+    matMulGeometry(args.inputs, args.attrs);
 
   if (batch * m * n === 0 || k === 0) {
     const out = backend.makeOutput(outShape, 'float32');

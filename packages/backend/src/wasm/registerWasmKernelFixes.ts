@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from '../BackendError.js';
-import { batchMatMulWasm } from './batchMatMul.js';
 import { makeGatherV2Wasm } from './gatherV2.js';
+import { selectBatchMatMul } from './nativeGemm.js';
 import { identityWasm } from './identity.js';
 import { oneHotWasm } from './oneHot.js';
 import { unsortedSegmentSumWasm } from './unsortedSegmentSum.js';
@@ -14,7 +14,8 @@ function replaceKernel(kernelName: string, kernelFunc: unknown, setupFunc?: tf.K
 }
 
 /**
- * Replaces wasm kernels of tfjs-backend-wasm 4.22.0 that are slow or wrong for GPT-2 training.
+ * Replaces wasm kernels of tfjs-backend-wasm 4.22.0 that are slow or wrong for GPT-2 training;
+ * BatchMatMul runs on OpenBLAS when the @scaleot/blas addon loads (nativeGemm.ts).
  * Must run after the wasm package is imported (it registers the shipped kernels) and is
  * idempotent. Works whether or not the wasm backend is already initialised: the replacements
  * need no setup, and the shipped GatherV2 keeps its own setup for the batchDims = 0 path.
@@ -29,7 +30,7 @@ export function registerWasmKernelFixes(): void {
       { where: '@scaleot/backend' },
     );
   }
-  replaceKernel('BatchMatMul', batchMatMulWasm);
+  selectBatchMatMul();
   replaceKernel('UnsortedSegmentSum', unsortedSegmentSumWasm);
   replaceKernel('OneHot', oneHotWasm);
   replaceKernel('Identity', identityWasm);
