@@ -122,6 +122,24 @@ describe('emulator privacy audit', () => {
     });
   }, 60_000);
 
+  it('attacker (a) data-parallel equals one thread up to float summation order (every weight sent to and trained in the replicas)', async () => {
+    const hyper = { ...ATTACK, steps: 2 };
+    const weights = async (threads: number) =>
+      withEmulator(async (emu) => {
+        await fineTuneAttack(emu, task, tokenizer, hyper, { threads });
+        return snapshot(emu.model);
+      });
+    const one = await weights(1);
+    const two = await weights(2);
+    let maxDiff = 0;
+    for (const [name, a] of one) {
+      const b = two.get(name)!;
+      for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    }
+    // Two AdamW steps of lr ≤ 3e-4 move a weight by ≤ 6e-4; summation-order noise is orders below that.
+    expect(maxDiff).toBeLessThan(2e-5);
+  }, 60_000);
+
   it('KL to the teacher: zero against itself, and equal to a float64 recomputation from the logits', async () => {
     const teacher = await plugInModel(modelDir, adapterDir);
     try {
