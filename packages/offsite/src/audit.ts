@@ -152,7 +152,8 @@ export async function auditEmulator(opts: EmulatorAuditOptions): Promise<Emulato
   const hyper = { ...DEFAULT_TRAIN, ...opts.hyper };
   const evalOpts: EvalOptions = { ...opts.eval, logger: opts.logger };
   const details: AttackerResult[] = [];
-  let plugIn: CausalLM | undefined;
+  // Loaded before any training: a plug-in that cannot be built fails the audit before work starts.
+  const plugIn: CausalLM | undefined = attackers.includes('distill') ? await plugInModel(opts.modelDir!, opts.adapterDir!) : undefined;
   try {
     for (const name of attackers) {
       opts.logger?.info({ attacker: name }, `audit: attacker ${name}`);
@@ -166,8 +167,7 @@ export async function auditEmulator(opts: EmulatorAuditOptions): Promise<Emulato
           train = await fineTuneAttack(emu, task, tokenizer, hyper, { logger: opts.logger, threads, onStep: (i) => opts.onStep?.(name, i) });
         } else {
           threads = 1;
-          plugIn ??= await plugInModel(opts.modelDir!, opts.adapterDir!);
-          train = await distillAttack(emu, plugIn, task, tokenizer, hyper, { logger: opts.logger, onStep: (i) => opts.onStep?.(name, i) });
+          train = await distillAttack(emu, plugIn!, task, tokenizer, hyper, { logger: opts.logger, onStep: (i) => opts.onStep?.(name, i) });
         }
         const t0 = performance.now();
         const value = (await evaluateModel(emu.model, task, tokenizer, { ...evalOpts, label: `attacker ${name}` })).value;

@@ -1,4 +1,4 @@
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { builtinTask, type Task } from '@scaleot/data';
 import { useBackend, type CausalLM } from '@scaleot/model';
@@ -229,6 +229,13 @@ describe('emulator privacy audit', () => {
     await expect(auditEmulator({ ...base, emulatorDir, attackers: ['distill'] })).rejects.toMatchObject({ code: 'AUDIT_NEEDS_PLUG_IN' });
     await expect(auditEmulator({ ...base, emulatorDir, adapterDir: emulatorDir })).rejects.toMatchObject({ code: 'MANIFEST_MISSING' });
     await expect(auditEmulator({ ...base, emulatorDir, adapterDir, modelDir: fixtureModelDir('small') })).rejects.toMatchObject({ code: 'EMULATOR_SOURCE_MISMATCH' });
-    expect((await readdir(work)).sort()).toEqual([...before, 'bare'].sort());
+    // An adapter tuned on another emulator (its recorded emulator fingerprint differs).
+    const foreign = join(work, 'foreign-adapter');
+    await cp(adapterDir, foreign, { recursive: true });
+    const manifest = JSON.parse(await readFile(join(foreign, 'adapter.json'), 'utf8'));
+    manifest.parameters.emulator.sha256 = '0'.repeat(64);
+    await writeFile(join(foreign, 'adapter.json'), JSON.stringify(manifest));
+    await expect(auditEmulator({ ...base, emulatorDir, adapterDir: foreign })).rejects.toMatchObject({ code: 'ADAPTER_EMULATOR_MISMATCH' });
+    expect((await readdir(work)).sort()).toEqual([...before, 'bare', 'foreign-adapter'].sort());
   });
 });
