@@ -17,7 +17,7 @@ import {
   type LoadedEmulator,
   type TrainHyperParameters,
 } from '@scaleot/offsite';
-import { buildScaleotEmulator, corpusStreams, HARMONIZER_KIND, runStage1, SRC_FACTORS_KIND } from '@scaleot/scaleot';
+import { buildScaleotEmulator, corpusStreams, HARMONIZER_KIND, runFrontier, runStage1, SRC_FACTORS_KIND } from '@scaleot/scaleot';
 import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -215,6 +215,14 @@ describe('emulator privacy audit', () => {
       expect(d.nonAdapterParameters).toBeGreaterThan(0);
       expect(d.nonAdapterParameters).toBeLessThan(d.trainedParameters);
     }
+  }, 60_000);
+
+  it('frontier with audit: every point carries its best attacker', async () => {
+    const r = await runFrontier({ modelDir, stage1Dir: join(work, 'stage1'), workDir: join(work, 'frontier'), task: 'moby', dataRoot, alphas: [0.5], betas: [0.5], baselines: false, audit: true, hyper: { ...ATTACK, steps: 1 }, eval: { maxBlocks: 1 } });
+    expect(r.points).toHaveLength(1);
+    const p = r.points[0];
+    expect(p.attacker).toBeGreaterThan(1);
+    expect(Number.isFinite(p.attacker)).toBe(true);
   }, 60_000);
 
   it('bad input is a typed error before any work, and nothing is written', async () => {
