@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { auditCommand } from './commands/auditCommand.js';
 import { demoCommand } from './commands/demoCommand.js';
 import { emulateCommand } from './commands/emulateCommand.js';
 import { frontierCommand } from './commands/frontierCommand.js';
@@ -18,6 +19,7 @@ const program = new Command('scaleot')
   .addCommand(tuneCommand())
   .addCommand(pluginCommand())
   .addCommand(reportCommand())
+  .addCommand(auditCommand())
   .addCommand(stage1Command())
   .addCommand(frontierCommand())
   .addCommand(demoCommand());

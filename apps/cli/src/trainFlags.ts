@@ -58,3 +58,12 @@ export function loraSpec(f: TrainFlags): { rank: number; alpha: number } | undef
   if (f.loraRank === undefined) return undefined;
   return { rank: f.loraRank, alpha: f.loraAlpha ?? 2 * f.loraRank };
 }
+
+/** `--threads`, shared by the commands that train through the data-parallel loop (`tune`, `audit`). */
+export function withThreadsFlag(cmd: Command): Command {
+  return cmd.option(
+    '--threads <n>',
+    'threads computing gradients, data-parallel (default: available cores, capped by the cgroup CPU limit and SCALEOT_THREADS); the result equals 1 thread up to float rounding',
+    positiveInt,
+  );
+}

@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 describe('scaleot CLI', () => {
-  it.each(['eval', 'emulate', 'tune', 'plugin', 'report', 'stage1', 'frontier', 'demo'])('%s --help documents its flags', async (cmd) => {
+  it.each(['eval', 'emulate', 'tune', 'plugin', 'report', 'audit', 'stage1', 'frontier', 'demo'])('%s --help documents its flags', async (cmd) => {
     const r = await scaleot([cmd, '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: scaleot ${cmd}`);

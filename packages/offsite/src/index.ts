@@ -24,7 +24,7 @@ export { shiftedTokenNll, shiftedLossSum, nllScorer, logprobScorer } from './lmM
 export { TaskBatcher, type TaskBatcherOptions, type TaskBatcherState, type TrainRows } from './TaskBatcher.js';
 export { trainLoop, DEFAULT_TRAIN, type TrainHyperParameters, type TrainLoopOptions, type TrainStepInfo, type TrainResult } from './trainLoop.js';
 export { saveAdapter, readAdapter, applyAdapter, isAdapterTensor, type LoadedAdapter } from './adapterArtifact.js';
-export { tuneAdapter, tuneAdapterInMemory, wrapWithLora, trainableAdapterVariables, adapterWeights, type TuneAdapterOptions, type TuneAdapterResult, type RunControl } from './tuneAdapter.js';
+export { tuneAdapter, tuneAdapterInMemory, emulatorReplica, wrapWithLora, trainableAdapterVariables, adapterWeights, type TuneAdapterOptions, type TuneAdapterResult, type RunControl } from './tuneAdapter.js';
 export { plugIn, plugInModel, PLUGIN_RECORD, type PlugInOptions, type PlugInResult } from './plugIn.js';
 export { evaluate, evaluateModel, taskMetric, type EvalOptions, type EvaluateOptions, type EvalResult, type Metric } from './evaluate.js';
 export { fullFineTune, fullFineTuneInMemory, type FullFineTuneOptions } from './fullFineTune.js';
@@ -33,3 +33,4 @@ export { distillEmulator, type DistillOptions } from './distill.js';
 export { fiveNumberReport, renderReportMarkdown, type FiveNumberReport, type FiveNumberReportOptions, type ReportPhase } from './report.js';
 export { resolveTask, type TaskInput } from './taskInput.js';
 export { writeArtifactDir, type ArtifactFile } from './artifactDir.js';
+export { auditEmulator, fineTuneAttack, distillAttack, klToTeacherSum, allEmulatorVariables, ATTACKERS, type AttackerName, type AttackerResult, type EmulatorAuditOptions, type EmulatorAuditResult } from './audit.js';

@@ -12,11 +12,12 @@ import type { AdapterLayoutOptions, LayerSelection } from './layout.js';
 import type { LoraSpec } from './manifest.js';
 import { plugIn } from './plugIn.js';
 import { resolveTask, type TaskInput } from './taskInput.js';
+import { auditEmulator, type AttackerName, type EmulatorAuditResult } from './audit.js';
 import { DEFAULT_TRAIN, type TrainHyperParameters, type TrainStepInfo } from './trainLoop.js';
 import { adapterWeights, tuneAdapterInMemory } from './tuneAdapter.js';
 import { createUniformEmulator, type DistillSettings } from './uniformEmulator.js';
 
-export type ReportPhase = 'full_zero_shot' | 'emulate' | 'emulator_zero_shot' | 'tune' | 'emulator_fine_tuned' | 'plugin' | 'plug_in' | 'full_fine_tune' | 'full_fine_tuned';
+export type ReportPhase = 'full_zero_shot' | 'emulate' | 'emulator_zero_shot' | 'tune' | 'emulator_fine_tuned' | 'plugin' | 'plug_in' | 'audit' | 'full_fine_tune' | 'full_fine_tuned';
 
 export interface FiveNumberReportOptions {
   /** The full model (HF dir). */
@@ -42,11 +43,16 @@ export interface FiveNumberReportOptions {
   eval?: Pick<EvalOptions, 'batchSize' | 'maxBlocks' | 'maxExamples'>;
   /** Run the full fine-tuning baseline (the most expensive step). Default true. */
   fullFineTune?: boolean;
+  /**
+   * Run the emulator privacy audit (`auditEmulator`) after the plug-in, with the same tuning budget and
+   * evaluation, the tuned adapter and the full model: reported as `attacker`. Default false.
+   */
+  audit?: boolean | { attackers?: AttackerName[] };
   /** Replace earlier artifacts in workDir. Default false. */
   overwrite?: boolean;
   logger?: Logger;
   onPhase?: (phase: ReportPhase, state: 'start' | 'end', seconds?: number) => void;
-  onStep?: (phase: 'tune' | 'full_fine_tune' | 'emulate', info: TrainStepInfo) => void;
+  onStep?: (phase: 'tune' | 'full_fine_tune' | 'emulate' | 'audit', info: TrainStepInfo) => void;
 }
 
 export interface FiveNumberReport {
@@ -56,6 +62,10 @@ export interface FiveNumberReport {
   plug_in: number;
   /** null when the baseline was skipped. */
   full_fine_tuned: number | null;
+  /** The privacy audit's best attacker (see `auditEmulator`); null when the audit was not run. */
+  attacker: number | null;
+  /** The audit's value per attacker; null when the audit was not run. */
+  attackers: Partial<Record<AttackerName, number>> | null;
   task: string;
   taskType: 'lm' | 'classification';
   metric: Metric;
@@ -67,6 +77,8 @@ export interface FiveNumberReport {
     lora: LoraSpec | null;
     eval: { batchSize: number; maxBlocks: number | null; maxExamples: number | null };
     fullFineTune: boolean;
+    /** The attackers the audit ran (same train and eval settings); null when not run. */
+    audit: AttackerName[] | null;
   };
   emulator: {
     method: string;
@@ -166,6 +178,14 @@ export async function fiveNumberReport(opts: FiveNumberReportOptions): Promise<F
     plugged.dispose();
   }
 
+  let audit: EmulatorAuditResult | undefined;
+  if (opts.audit) {
+    const attackers = typeof opts.audit === 'object' ? opts.audit.attackers : undefined;
+    audit = await phase('audit', () =>
+      auditEmulator({ emulatorDir, task, adapterDir, modelDir: opts.modelDir, attackers, hyper, eval: opts.eval, logger: opts.logger, onStep: (_, i) => opts.onStep?.('audit', i) }),
+    );
+  }
+
   if (runFull) {
     try {
       await phase('full_fine_tune', () => fullFineTuneInMemory(full, task, tokenizer, hyper, { logger: opts.logger, onStep: (i) => opts.onStep?.('full_fine_tune', i) }));
@@ -182,6 +202,8 @@ export async function fiveNumberReport(opts: FiveNumberReportOptions): Promise<F
     emulator_fine_tuned: emulatorFineTuned,
     plug_in: plugInValue,
     full_fine_tuned: fullFineTuned,
+    attacker: audit?.attacker ?? null,
+    attackers: audit?.attackers ?? null,
     task: task.spec.name,
     taskType: task.spec.type,
     metric,
@@ -192,6 +214,7 @@ export async function fiveNumberReport(opts: FiveNumberReportOptions): Promise<F
       lora: opts.lora ?? null,
       eval: { batchSize: opts.eval?.batchSize ?? 8, maxBlocks: opts.eval?.maxBlocks ?? null, maxExamples: opts.eval?.maxExamples ?? null },
       fullFineTune: runFull,
+      audit: audit ? audit.details.map((d) => d.name) : null,
     },
     emulator: {
       method: emu.manifest.method,
@@ -216,14 +239,18 @@ const COLUMNS: Array<[keyof FiveNumberReport, string]> = [
   ['full_fine_tuned', 'full fine-tuning'],
 ];
 
+const ATTACKER_COLUMN: [keyof FiveNumberReport, string] = ['attacker', 'attacker (best)'];
+
 /** A Markdown table of one or more reports (one row per report), with the settings underneath. */
 export function renderReportMarkdown(reports: FiveNumberReport | FiveNumberReport[]): string {
   const list = Array.isArray(reports) ? reports : [reports];
   const fmt = (r: FiveNumberReport, v: unknown) => (typeof v !== 'number' ? '—' : r.metric === 'accuracy' ? `${(100 * v).toFixed(1)}%` : v.toFixed(2));
+  // The audit's column only where an audit ran, so reports without one read as before.
+  const columns = list.some((r) => typeof r.attacker === 'number') ? [...COLUMNS, ATTACKER_COLUMN] : COLUMNS;
   const lines = [
-    `| task | metric | ${COLUMNS.map(([, h]) => h).join(' | ')} |`,
-    `|---|---|${COLUMNS.map(() => '---:').join('|')}|`,
-    ...list.map((r) => `| ${r.task} | ${r.metric} ${r.higherIsBetter ? '↑' : '↓'} | ${COLUMNS.map(([k]) => fmt(r, r[k])).join(' | ')} |`),
+    `| task | metric | ${columns.map(([, h]) => h).join(' | ')} |`,
+    `|---|---|${columns.map(() => '---:').join('|')}|`,
+    ...list.map((r) => `| ${r.task} | ${r.metric} ${r.higherIsBetter ? '↑' : '↓'} | ${columns.map(([k]) => fmt(r, r[k])).join(' | ')} |`),
     '',
   ];
   for (const r of list) {
@@ -233,6 +260,13 @@ export function renderReportMarkdown(reports: FiveNumberReport | FiveNumberRepor
         `AdamW lr ${h.lr}, ${h.warmupSteps} warmup steps then cosine to ${h.finalLrFraction * 100}%, ${h.steps} steps, batch ${h.batchSize} × ${h.seqLen ?? 'n_positions'} (micro-batch ${h.microBatchSize}), grad-clip ${h.gradClip}, weight decay ${h.weightDecay}, seed ${h.seed}` +
         `${r.hyperParameters.lora ? `, LoRA r=${r.hyperParameters.lora.rank} α=${r.hyperParameters.lora.alpha}` : ''}; protocol v${r.protocolVersion}; ${r.timings.total.toFixed(0)} s.`,
     );
+    if (r.attackers) {
+      lines.push(
+        `  - privacy audit (same budget, every emulator weight trained, starting from the tuned adapter): ${Object.entries(r.attackers)
+          .map(([name, v]) => `${name === 'finetune' ? 'fine-tune on the train split' : 'distil toward the plug-in\'s logits'} ${fmt(r, v)}`)
+          .join(', ')}; best ${fmt(r, r.attacker)}.`,
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -85,10 +85,19 @@ export async function tuneAdapterInMemory(
   if (lora) wrapWithLora(emu.model, idx, lora, hyper.seed);
   const variables = trainableAdapterVariables(emu.model, idx);
   const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? emu.config.maxPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
-  const replicaArgs: EmulatorReplicaArgs = { emulatorDir: emu.dir, indices: idx, lora, seed: hyper.seed, kindModules: blockKindModules() };
-  const replica = { module: new URL('./tuneReplica.js', import.meta.url), exportName: 'buildEmulatorReplica', variablesExport: 'emulatorReplicaVariables', loadsWeights: true, args: replicaArgs };
+  const replica = emulatorReplica(emu, { indices: idx, lora, seed: hyper.seed });
   const train = await trainLoop(emu.model, variables, batcher, hyper, { ...control, replica, label: 'tune' });
   return { train };
+}
+
+/**
+ * How a data-parallel replica of a loaded emulator is built (its thread loads the same artifact and
+ * gets the trained weights by `loadTrainable`): the adapter blocks (or their LoRA factors) train, or,
+ * with `allWeights`, every weight of the emulator (the privacy audit's attackers).
+ */
+export function emulatorReplica(emu: LoadedEmulator, what: Omit<EmulatorReplicaArgs, 'emulatorDir' | 'kindModules'>): NonNullable<TrainLoopOptions['replica']> {
+  const args: EmulatorReplicaArgs = { ...what, emulatorDir: emu.dir, kindModules: blockKindModules() };
+  return { module: new URL('./tuneReplica.js', import.meta.url), exportName: 'buildEmulatorReplica', variablesExport: 'emulatorReplicaVariables', loadsWeights: true, args };
 }
 
 /** Replaces the given blocks of a model by LoRA-wrapped versions (idempotent for blocks already wrapped). */

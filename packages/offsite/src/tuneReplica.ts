@@ -11,6 +11,8 @@ export interface EmulatorReplicaArgs {
   indices: number[];
   lora: LoraSpec | null;
   seed: number;
+  /** Every weight of the emulator trains (the audit's attackers), not only the adapter blocks. Default false. */
+  allWeights?: boolean;
   /** Modules registering the block kinds the emulator may use (blockKindModules() of the caller). */
   kindModules: string[];
 }
@@ -25,5 +27,6 @@ export async function buildEmulatorReplica({ args }: { args: unknown }): Promise
 }
 
 export function emulatorReplicaVariables(model: CausalLM, args: unknown): Map<string, tf.Variable> {
-  return trainableAdapterVariables(model, (args as EmulatorReplicaArgs).indices);
+  const a = args as EmulatorReplicaArgs;
+  return a.allWeights ? new Map(model.namedWeights()) : trainableAdapterVariables(model, a.indices);
 }

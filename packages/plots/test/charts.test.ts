@@ -6,6 +6,7 @@ import {
   fiveNumbersChart,
   fiveNumbersSpec,
   frontierChart,
+  frontierSpec,
   htmlReport,
   layerImportanceChart,
   layerImportanceSpec,
@@ -83,6 +84,29 @@ describe('charts (Vega-Lite specs rendered by vega)', () => {
     expect(t).not.toContain('broken');
     expect(t.some((s) => s.startsWith('no privacy'))).toBe(true);
     expect(svg).toContain('stroke-dasharray="6,4"');
+  });
+
+  it('frontier: the audit\'s best attacker as a hollow triangle at (attacker, plug-in), the axes widened to hold it', async () => {
+    const points = [
+      { label: 'α=0.5 β=0', kind: 'scaleot' as const, emulator_fine_tuned: 190.3, plug_in: 181.2, attacker: 150.5 },
+      { label: 'uniform', kind: 'uniform-layerdrop' as const, emulator_fine_tuned: 196, plug_in: 187.5, attacker: null },
+    ];
+    const spec = frontierSpec(points, { metric: 'perplexity', higherIsBetter: false });
+    expect(spec.grammar).toBe('vega-lite');
+    const layers = (spec.spec as unknown as { layer: Array<{ mark: { type: string; filled?: boolean }; data: { values: Array<Record<string, unknown>> } }> }).layer;
+    const hollow = layers.find((l) => l.mark.type === 'point' && l.mark.filled === false)!;
+    expect(hollow.data.values).toEqual([{ label: 'α=0.5 β=0', kind: 'best attacker (audit)', x: 150.5, x0: 190.3, y: 181.2 }]);
+    expect(layers.some((l) => l.mark.type === 'rule')).toBe(true);
+    // The shared domain holds the attacker (below every other value here).
+    const domain = (layers[0] as unknown as { encoding: { x: { scale: { domain: number[] } } } }).encoding.x.scale.domain;
+    expect(domain[0]).toBeLessThan(150.5);
+    const svg = await frontierChart(points, { metric: 'perplexity', higherIsBetter: false });
+    valid(svg);
+    const t = texts(svg);
+    expect(t).toContain('best attacker (audit)');
+    expect(svg).toContain('Hollow triangles: the best attacker');
+    // Without an audit the chart is as before: no attacker entry.
+    expect(texts(await frontierChart(points.map((p) => ({ ...p, attacker: null })), { metric: 'perplexity' }))).not.toContain('best attacker (audit)');
   });
 
   it('layer importance: a zero line and the adapter blocks marked', async () => {

@@ -26,6 +26,8 @@ export interface FrontierOptions {
   uniformDrop?: number[];
   hyper?: Partial<TrainHyperParameters>;
   eval?: Pick<EvalOptions, 'batchSize' | 'maxBlocks' | 'maxExamples'>;
+  /** Run the emulator privacy audit on every point (offsite's `auditEmulator`, same budget): `attacker`. Default false. */
+  audit?: boolean;
   logger?: Logger;
   onPoint?: (point: FrontierPoint) => void;
   onPhase?: (label: string, phase: ReportPhase, state: 'start' | 'end', seconds?: number) => void;
@@ -42,6 +44,8 @@ export interface FrontierPoint {
   emulator_zero_shot: number;
   emulator_fine_tuned: number;
   plug_in: number;
+  /** The privacy audit's best attacker on this emulator; null without `audit`. */
+  attacker: number | null;
   metric: string;
   higherIsBetter: boolean;
   /** Blocks the emulator runs (null: a report read back that does not say). */
@@ -88,6 +92,7 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
       hyper: opts.hyper,
       eval: opts.eval,
       fullFineTune: false,
+      audit: opts.audit ?? false,
       overwrite: true,
       logger: opts.logger,
       onPhase: (phase, state, seconds) => opts.onPhase?.(label, phase, state, seconds),
@@ -102,6 +107,7 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
       emulator_zero_shot: report.emulator_zero_shot,
       emulator_fine_tuned: report.emulator_fine_tuned,
       plug_in: report.plug_in,
+      attacker: report.attacker,
       metric: report.metric,
       higherIsBetter: report.higherIsBetter,
       blocks: report.emulator.blocks,

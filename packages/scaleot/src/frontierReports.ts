@@ -110,7 +110,7 @@ function pointsOf(file: string, raw: unknown): { points: FrontierPoint[]; task: 
   throw bad(file, "is not a report to plot: expected the report.json of `scaleot report`, of the demo or of a coordinator request, or a frontier.json");
 }
 
-function numbers(file: string, r: Json, where: string): Pick<FrontierPoint, 'full_zero_shot' | 'emulator_zero_shot' | 'emulator_fine_tuned' | 'plug_in' | 'metric' | 'higherIsBetter'> {
+function numbers(file: string, r: Json, where: string): Pick<FrontierPoint, 'full_zero_shot' | 'emulator_zero_shot' | 'emulator_fine_tuned' | 'plug_in' | 'attacker' | 'metric' | 'higherIsBetter'> {
   for (const key of ['full_zero_shot', 'emulator_zero_shot', 'emulator_fine_tuned', 'plug_in'] as const) {
     if (!isNumber(r[key])) throw bad(file, `${where}.${key} is not a number (${JSON.stringify(r[key]) ?? 'missing'})`);
   }
@@ -120,6 +120,8 @@ function numbers(file: string, r: Json, where: string): Pick<FrontierPoint, 'ful
     emulator_zero_shot: r.emulator_zero_shot as number,
     emulator_fine_tuned: r.emulator_fine_tuned as number,
     plug_in: r.plug_in as number,
+    // The privacy audit's best attacker (`report --audit`, a frontier run with --audit); null when not audited.
+    attacker: isNumber(r.attacker) ? r.attacker : null,
     metric: r.metric,
     higherIsBetter: typeof r.higherIsBetter === 'boolean' ? r.higherIsBetter : r.metric === 'accuracy',
   };

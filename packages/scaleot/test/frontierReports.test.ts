@@ -25,19 +25,21 @@ async function write(path: string, value: unknown): Promise<string> {
 }
 
 /** `scaleot report`'s report.json (fiveNumberReport's result). */
-function cliReport(method: 'scaleot' | 'uniform', numbers: [number, number, number, number], parameters: Record<string, unknown>, task = 'moby'): FiveNumberReport {
+function cliReport(method: 'scaleot' | 'uniform', numbers: [number, number, number, number], parameters: Record<string, unknown>, task = 'moby', attacker: number | null = null): FiveNumberReport {
   return {
     full_zero_shot: numbers[0],
     emulator_zero_shot: numbers[1],
     emulator_fine_tuned: numbers[2],
     plug_in: numbers[3],
     full_fine_tuned: null,
+    attacker,
+    attackers: null,
     task,
     taskType: 'lm',
     metric: 'perplexity',
     higherIsBetter: false,
     protocolVersion: 1,
-    hyperParameters: { train: DEFAULT_TRAIN, lora: null, eval: { batchSize: 8, maxBlocks: 4, maxExamples: null }, fullFineTune: false },
+    hyperParameters: { train: DEFAULT_TRAIN, lora: null, eval: { batchSize: 8, maxBlocks: 4, maxExamples: null }, fullFineTune: false, audit: null },
     emulator: { method, parameters, layerMap: [], adapter: {}, compression: {}, sourceModel: {}, blocks: 8 },
     artifacts: { modelDir: '/m', emulatorDir: `/runs/${method}/emulator`, adapterDir: '/a', pluggedDir: '/p' },
     timings: { total: 12.5 },
@@ -45,11 +47,11 @@ function cliReport(method: 'scaleot' | 'uniform', numbers: [number, number, numb
   };
 }
 
-const five = (full: number, emuZero: number, emuTuned: number, plug: number) => ({ task: 'moby', metric: 'perplexity', higherIsBetter: false, full_zero_shot: full, emulator_zero_shot: emuZero, emulator_fine_tuned: emuTuned, plug_in: plug, full_fine_tuned: null });
+const five = (full: number, emuZero: number, emuTuned: number, plug: number) => ({ task: 'moby', metric: 'perplexity', higherIsBetter: false, full_zero_shot: full, emulator_zero_shot: emuZero, emulator_fine_tuned: emuTuned, plug_in: plug, full_fine_tuned: null, attacker: null });
 
 describe('frontierFromReports', () => {
   it('reads every report shape into points, with α, β, kind and the numbers as written', async () => {
-    const scaleot = await write('a/report.json', cliReport('scaleot', [30, 80, 45, 35], { alpha: 0.5, beta: 0.25, nAdapter: 4 }));
+    const scaleot = await write('a/report.json', cliReport('scaleot', [30, 80, 45, 35], { alpha: 0.5, beta: 0.25, nAdapter: 4 }, 'moby', 28.5));
     const uniform = await write('b/report.json', cliReport('uniform', [30, 90, 50, 40], { rule: 'uniform-index' }));
     // A coordinator request's report.json (Coordinator.finish).
     const request = await write('c/report.json', { request: 'req-1', preset: { nAdapter: 4, alpha: 0.75, beta: 0 }, baseModel: 'sotu-gpt2-tiny', ...five(30, 95, 55, 33) });
@@ -79,6 +81,8 @@ describe('frontierFromReports', () => {
       ['scaleot α=0.25 β=0.5', 'scaleot', 0.25, 0.5, 44, 36],
       ['adapter ceiling', 'ceiling', 0, 0, 31, 31],
     ]);
+    // `report --audit` wrote an attacker into the first report only.
+    expect(r.points.map((p) => p.attacker)).toEqual([28.5, null, null, null, null]);
     expect(r.points[0]).toMatchObject({ full_zero_shot: 30, emulator_zero_shot: 80, blocks: 8, emulatorDir: '/runs/scaleot/emulator', seconds: 12.5 });
     expect(r.points[2]).toMatchObject({ blocks: null, emulatorDir: '' });
   });

@@ -5,10 +5,10 @@ import { runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport
 import { fractionList } from '../scaleotFlags.js';
 import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 import { trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
-import { positiveInt } from '../cliSupport.js';
 import { refuseExistingOutput } from '../outputGuard.js';
+import { evalSettings, withEvalFlags, type EvalFlags } from '../evalFlags.js';
 
-interface FrontierFlags extends GlobalOptions, TrainFlags {
+interface FrontierFlags extends GlobalOptions, TrainFlags, EvalFlags {
   model: string;
   stage1?: string;
   from?: string[];
@@ -19,8 +19,7 @@ interface FrontierFlags extends GlobalOptions, TrainFlags {
   alphas: number[];
   betas: number[];
   baselines: boolean;
-  maxBlocks?: number;
-  maxExamples?: number;
+  audit?: boolean;
 }
 
 const pathList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -29,7 +28,7 @@ export function frontierCommand(): Command {
   const cmd = new Command('frontier')
     .summary('the privacy-utility frontier: five numbers for a grid of (α, β) emulators')
     .description(
-      'Builds one ScaleOT emulator per (α, β) from one stage-1 run, tunes adapters on each, and reports emulator fine-tuned vs plug-in quality (one point per emulator, uniform LayerDrop and the adapter ceiling marked). Writes frontier.json, frontier.svg, importance.svg and frontier.html to --out. ' +
+      'Builds one ScaleOT emulator per (α, β) from one stage-1 run, tunes adapters on each, and reports emulator fine-tuned vs plug-in quality (one point per emulator, uniform LayerDrop and the adapter ceiling marked; with --audit, each emulator\'s best attacker too). Writes frontier.json, frontier.svg, importance.svg and frontier.html to --out. ' +
         'With --from it runs nothing: it charts reports already written (scaleot report, the demo, a coordinator request, an earlier frontier), e.g. scaleot frontier --from runs/a/report.json,runs/b --out runs/compare.',
     )
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
@@ -42,9 +41,8 @@ export function frontierCommand(): Command {
     .option('--alphas <list>', 'α values in [0, 1)', fractionList, [0.25, 0.5, 0.75])
     .option('--betas <list>', 'β values in [0, 1)', fractionList, [0, 0.5])
     .option('--no-baselines', 'skip uniform LayerDrop and the adapter ceiling')
-    .option('--max-blocks <n>', 'LM: evaluate the first N test blocks only', positiveInt)
-    .option('--max-examples <n>', 'classification: evaluate the first N test rows only', positiveInt);
-  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: FrontierFlags, command: Command) => {
+    .option('--audit', 'run the emulator privacy audit (`scaleot audit`, same budget) on every point and mark its best attacker on the chart');
+  return withGlobalOptions(withEvalFlags(withTrainFlags(cmd))).action(async (flags: FrontierFlags, command: Command) => {
     await runCommand('frontier', flags, async (log) => {
       if (!flags.from && !flags.stage1) throw new ScaleotError('BAD_OPTION', 'give --stage1 DIR to run a frontier, or --from REPORTS to chart existing reports', { where: '--stage1' });
       refuseExistingOutput(flags.out, { overwrite: flags.overwrite });
@@ -74,9 +72,10 @@ export function frontierCommand(): Command {
           betas: flags.betas,
           baselines: flags.baselines,
           hyper: trainHyper(flags),
-          eval: { maxBlocks: flags.maxBlocks, maxExamples: flags.maxExamples },
+          eval: evalSettings(flags),
+          audit: flags.audit ?? false,
           logger: log,
-          onPoint: (p) => log.info({ point: p.label, emulator_fine_tuned: p.emulator_fine_tuned, plug_in: p.plug_in }, `frontier point ${p.label}`),
+          onPoint: (p) => log.info({ point: p.label, emulator_fine_tuned: p.emulator_fine_tuned, plug_in: p.plug_in, attacker: p.attacker }, `frontier point ${p.label}`),
         });
       }
       const importanceSvg = flags.stage1 ? await layerImportanceChart((await layerImportance(flags.stage1)).blocks) : undefined;

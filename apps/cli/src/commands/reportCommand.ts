@@ -8,8 +8,9 @@ import { SHIPPED_DATA_DIR, SHIPPED_MODEL_DIR } from '../paths.js';
 import { buildScaleotFromFlags, withScaleotFlags, type ScaleotFlags } from '../scaleotFlags.js';
 import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
 import { refuseExistingOutput } from '../outputGuard.js';
+import { evalSettings, withEvalFlags, type EvalFlags } from '../evalFlags.js';
 
-interface ReportFlags extends GlobalOptions, TrainFlags, ScaleotFlags {
+interface ReportFlags extends GlobalOptions, TrainFlags, ScaleotFlags, EvalFlags {
   method: 'uniform' | 'scaleot';
   model: string;
   task: string;
@@ -22,16 +23,14 @@ interface ReportFlags extends GlobalOptions, TrainFlags, ScaleotFlags {
   keepLayers?: number[];
   keep?: number;
   fullFineTune: boolean;
-  evalBatch?: number;
-  maxBlocks?: number;
-  maxExamples?: number;
+  audit?: boolean;
   overwrite?: boolean;
 }
 
 export function reportCommand(): Command {
   const cmd = new Command('report')
     .summary('the five offsite-tuning numbers for one emulator on one task')
-    .description('Runs full zero-shot, emulator zero-shot, emulator fine-tuned, plug-in and full fine-tuning with one tuning budget, writes report.json and report.md to --out, and prints the table (or, with --json, {"full_zero_shot","emulator_zero_shot","emulator_fine_tuned","plug_in","full_fine_tuned",...} as the last line).')
+    .description('Runs full zero-shot, emulator zero-shot, emulator fine-tuned, plug-in and full fine-tuning with one tuning budget, writes report.json and report.md to --out, and prints the table (or, with --json, {"full_zero_shot","emulator_zero_shot","emulator_fine_tuned","plug_in","full_fine_tuned","attacker","attackers",...} as the last line; "attacker" is the --audit\'s best attacker, null without --audit).')
     .addOption(new Option('--method <name>', 'emulator family').choices(['uniform', 'scaleot']).default('uniform'))
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
     .option('--task <name|path>', 'built-in task (moby, spam) or a task spec file/dir', 'moby')
@@ -44,11 +43,9 @@ export function reportCommand(): Command {
     .option('--keep-layers <list>', 'uniform: middle blocks to keep', intList)
     .option('--keep <k>', 'uniform: keep k middle blocks at uniform positions', nonNegativeInt)
     .option('--no-full-fine-tune', 'skip the full fine-tuning upper bound (reported as null)')
-    .option('--eval-batch <n>', 'sequences per evaluation forward pass (default 8)', positiveInt)
-    .option('--max-blocks <n>', 'LM: evaluate the first N test blocks only (default: the protocol, all)', positiveInt)
-    .option('--max-examples <n>', 'classification: evaluate the first N test rows only (default: all)', positiveInt)
+    .option('--audit', 'also run the emulator privacy audit (`scaleot audit`: both attackers, same budget and evaluation) and report its best attacker as "attacker"')
     .option('--overwrite', 'replace artifacts from an earlier run in --out');
-  return withGlobalOptions(withScaleotFlags(withTrainFlags(cmd))).action(async (flags: ReportFlags) => {
+  return withGlobalOptions(withEvalFlags(withScaleotFlags(withTrainFlags(cmd)))).action(async (flags: ReportFlags) => {
     await runCommand('report', flags, async (log) => {
       refuseExistingOutput(flags.out, { overwrite: flags.overwrite });
       const { initBackend } = await import('@scaleot/backend');
@@ -74,8 +71,9 @@ export function reportCommand(): Command {
         selection,
         hyper: trainHyper(flags),
         lora: loraSpec(flags) ?? null,
-        eval: { batchSize: flags.evalBatch, maxBlocks: flags.maxBlocks, maxExamples: flags.maxExamples },
+        eval: evalSettings(flags),
         fullFineTune: flags.fullFineTune,
+        audit: flags.audit ?? false,
         overwrite: flags.overwrite,
         logger: log,
         onPhase: (phase, state, seconds) => log.info({ phase, state, seconds }, `${phase} ${state}`),

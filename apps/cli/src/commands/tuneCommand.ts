@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { importOffsite, positiveInt, runCommand, withGlobalOptions, type GlobalOptions } from '../cliSupport.js';
 import { SHIPPED_DATA_DIR } from '../paths.js';
-import { loraSpec, trainHyper, withTrainFlags, type TrainFlags } from '../trainFlags.js';
+import { loraSpec, trainHyper, withThreadsFlag, withTrainFlags, type TrainFlags } from '../trainFlags.js';
 import { refuseExistingOutput } from '../outputGuard.js';
 
 interface TuneFlags extends GlobalOptions, TrainFlags {
@@ -27,9 +27,8 @@ export function tuneCommand(): Command {
     .option('--checkpoint-dir <dir>', 'resumable training state (weights, optimizer, step, data position)')
     .option('--checkpoint-every <n>', 'save state every N steps (default 50)', positiveInt)
     .option('--no-resume', 'start over even if --checkpoint-dir holds state')
-    .option('--overwrite', 'replace an existing output directory')
-    .option('--threads <n>', 'threads computing gradients, data-parallel (default: available cores, capped by the cgroup CPU limit and SCALEOT_THREADS); the result equals 1 thread up to float rounding', positiveInt);
-  return withGlobalOptions(withTrainFlags(cmd)).action(async (flags: TuneFlags) => {
+    .option('--overwrite', 'replace an existing output directory');
+  return withGlobalOptions(withThreadsFlag(withTrainFlags(cmd))).action(async (flags: TuneFlags) => {
     await runCommand('tune', flags, async (log) => {
       refuseExistingOutput(flags.out, { overwrite: flags.overwrite, resumable: flags.checkpointDir ? [flags.checkpointDir] : [] });
       const { initBackend } = await import('@scaleot/backend');
