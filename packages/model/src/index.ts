@@ -34,3 +34,6 @@ export type { ComputeTask, ComputeTaskContext, ComputeTaskFunction } from './com
 export { computeThreads, trainingThreads, cgroupCpuLimit } from './cpuBudget.js';
 export { PipelineStage, stageParameters, stemParameterNames, checkStageRange, type StageRange, type StageParameters } from './PipelineStage.js';
 export { loadStage, type LoadStageOptions, type LoadedStage } from './loadStage.js';
+export { planStages, modelTensorBytes, activationBytesEstimate, type PlanOptions, type StagePlan, type PlannedStage, type ModelTensorBytes } from './planStages.js';
+export { PipelinePlanError } from './PipelinePlanError.js';
+export { workerMemoryBytes, cgroupMemoryLimit } from './workerMemory.js';
