@@ -33,10 +33,15 @@ export interface StageStats {
   computeSeconds: number;
   bytesSent: number;
   bytesReceived: number;
+  /** Activation bytes received from the previous stage, and the seconds they took on the wire (from the sender's send to whole receipt, counted from when this stage was already waiting). */
+  hopBytes: number;
+  hopSeconds: number;
 }
 
 const log = createLogger('cluster.pipeline-stage');
 const peakRss = () => process.resourceUsage().maxRSS * 1024;
+/** Wall-clock ms with sub-ms precision, comparable across the processes of one machine (and NTP-synced ones). */
+const wallMs = () => performance.timeOrigin + performance.now();
 
 export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTaskContext): Promise<StageStats & { loadSeconds: number; bytesRead: number }> {
   const { payload } = args;
@@ -48,14 +53,16 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
   const inbox = await PipelineInbox.bind(`tcp://${args.bindHost}:*`, args.advertiseHost, { receiveTimeoutMs: args.idleTimeoutMs });
   const control = PipelineOutbox.connect(payload.controlAddress);
   let next: PipelineOutbox | undefined;
-  const stats: StageStats = { stage: index, blocks: [payload.fromBlock, payload.toBlock], stepSeconds: 0, peakRssBytes: peakRss(), steps: 0, computeSeconds: 0, bytesSent: 0, bytesReceived: 0 };
+  const stats: StageStats = { stage: index, blocks: [payload.fromBlock, payload.toBlock], stepSeconds: 0, peakRssBytes: peakRss(), steps: 0, computeSeconds: 0, bytesSent: 0, bytesReceived: 0, hopBytes: 0, hopSeconds: 0 };
   const statsJson = () => ({ ...stats, bytesSent: next?.bytesSent ?? 0, bytesReceived: inbox.bytesReceived, peakRssBytes: peakRss() }) as unknown as JsonValue;
   try {
     await control.send({ header: { type: 'ready', runId: payload.runId, stage: index, address: inbox.address, bytesRead, loadSeconds, peakRssBytes: peakRss() }, tensors: new TensorSet() });
     ctx.progress({ stage: index, phase: 'ready', address: inbox.address });
     log.info({ runId: payload.runId, stage: index, blocks: [payload.fromBlock, payload.toBlock], address: inbox.address, bytesRead, loadSeconds }, 'pipeline stage loaded');
     for (;;) {
+      const waitingSince = wallMs();
       const message = await inbox.receive();
+      const receivedAt = wallMs();
       const { header } = message;
       if (header.runId !== payload.runId) continue;
       if (header.type === 'route') {
@@ -71,6 +78,10 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
         break;
       }
       if (header.type !== 'batch') throw new ClusterError('PIPELINE_FAILED', `stage ${index} cannot handle a "${header.type}" message`, { where: 'pipeline.stage' });
+      if (!stage.first && typeof header.sentAt === 'number') {
+        stats.hopBytes += message.bytes;
+        stats.hopSeconds += Math.max(0, receivedAt - Math.max(header.sentAt, waitingSince)) / 1000;
+      }
       const ids = message.tensors.require('ids');
       const [rows, length] = ids.shape;
       const started = performance.now();
@@ -90,7 +101,7 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
       const tensors = new TensorSet();
       if (last) tensors.add('nll', values, shape);
       else tensors.add('ids', ids.data, ids.shape, 'I32').add('hidden', values, shape);
-      await next.send({ header: { type: last ? 'nll' : 'batch', runId: payload.runId, id: header.id, stats: trail }, tensors });
+      await next.send({ header: { type: last ? 'nll' : 'batch', runId: payload.runId, id: header.id, stats: trail, sentAt: wallMs() }, tensors });
     }
     const final = { ...stats, bytesSent: next?.bytesSent ?? 0, bytesReceived: inbox.bytesReceived, peakRssBytes: peakRss(), loadSeconds, bytesRead };
     log.info({ runId: payload.runId, ...final }, 'pipeline stage done');
