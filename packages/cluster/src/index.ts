@@ -62,3 +62,4 @@ export { PipelineSession, type PipelineSessionOptions, type StageReady } from '.
 export type { StageStats, PipelineStageArgs } from './pipelineStageCompute.js';
 export { PIPELINE_STAGE_COMPUTE } from './pipelineHandlers.js';
 export { runPipelineEvaluation, planPipeline, type PipelineEvaluationOptions, type PipelineEvaluationResult } from './runPipelineEvaluation.js';
+export { peakRssBytes } from './peakRss.js';

@@ -7,6 +7,7 @@ import type { JobPayload } from '@scaleot/queue';
 import { PipelineInbox, PipelineOutbox, TensorSet, type JsonValue } from '@scaleot/transport';
 import * as tf from '@tensorflow/tfjs';
 import { resolveArtifact } from './clusterConfig.js';
+import { peakRssBytes } from './peakRss.js';
 import { ClusterError } from './ClusterError.js';
 
 export interface PipelineStageArgs {
@@ -39,7 +40,7 @@ export interface StageStats {
 }
 
 const log = createLogger('cluster.pipeline-stage');
-const peakRss = () => process.resourceUsage().maxRSS * 1024;
+const peakRss = () => peakRssBytes();
 /** Wall-clock ms with sub-ms precision, comparable across the processes of one machine (and NTP-synced ones). */
 const wallMs = () => performance.timeOrigin + performance.now();
 
