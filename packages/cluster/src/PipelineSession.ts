@@ -53,6 +53,7 @@ export class PipelineSession {
   interStageBytes = 0;
   microBatches = 0;
   private readonly pending = new Map<number, Pending>();
+  private readonly strays: string[] = [];
   private nextId = 0;
   private first?: PipelineOutbox;
   private ended?: { resolve: () => void; reject: (e: Error) => void };
@@ -150,6 +151,9 @@ export class PipelineSession {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const result = new Promise<{ data: Float32Array; shape: number[] }>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    // A failed run rejects every micro-batch in flight; the caller awaits them one by one and stops at
+    // the first, so the others must not surface as unhandled rejections.
+    result.catch(() => undefined);
     this.microBatches++;
     this.first!.send({ header: { type: 'batch', runId: this.options.runId, id }, tensors: new TensorSet().add('ids', ids, shape, 'I32') }).catch((err: Error) => this.fail(err));
     return result;
@@ -170,12 +174,16 @@ export class PipelineSession {
       }
       const h = message.header;
       if (h.type !== 'ready' || h.runId !== this.options.runId) continue;
-      byStage.set(h.stage as number, { stage: h.stage as number, address: h.address as string, bytesRead: h.bytesRead as number, loadSeconds: h.loadSeconds as number, peakRssBytes: h.peakRssBytes as number });
+      const entry = { stage: h.stage as number, address: h.address as string, bytesRead: h.bytesRead as number, loadSeconds: h.loadSeconds as number, peakRssBytes: h.peakRssBytes as number };
+      if (byStage.has(entry.stage)) continue;
+      byStage.set(entry.stage, entry);
+      // Known at once, so a failed start can tell the stages that did load to stop.
+      this.ready.push(entry);
       const stage = this.options.plan.stages[h.stage as number];
       this.options.metrics?.pipelineStageMemoryBytes.set({ stage: String(stage.index), blocks: `${stage.from}-${stage.to}` }, h.peakRssBytes as number);
       this.log.info({ runId: this.options.runId, stage: h.stage, address: h.address, loadSeconds: h.loadSeconds, bytesRead: h.bytesRead, peakRssBytes: h.peakRssBytes }, 'pipeline stage ready');
     }
-    this.ready.push(...[...byStage.values()].sort((a, b) => a.stage - b.stage));
+    this.ready.sort((a, b) => a.stage - b.stage);
   }
 
   private async receiveWithin(ms: number): Promise<PipelineMessage> {
@@ -206,6 +214,13 @@ export class PipelineSession {
       }
       const h = message.header;
       if (h.runId !== this.options.runId) continue;
+      if (h.type === 'ready') {
+        // A stage job re-run after its worker died (BullMQ re-queued it and another worker took it):
+        // the run lost that stage's in-flight work. Remember the newcomer so abort() frees it too.
+        this.strays.push(h.address as string);
+        this.fail(new ClusterError('PIPELINE_FAILED', `pipeline stage ${h.stage as number} restarted on another worker: its first worker died`, { where: 'pipeline.stage' }));
+        continue;
+      }
       if (Array.isArray(h.stats)) this.record(h.stats as unknown as StageStats[]);
       if (h.type === 'nll') {
         const nll = message.tensors.require('nll');
@@ -236,9 +251,17 @@ export class PipelineSession {
     if (this.failure) return;
     for (const job of this.jobs) {
       const state = await job.getState().catch(() => 'unknown');
+      const stage = (job.data as { stageIndex: number }).stageIndex;
       if (state === 'failed') {
         const fresh = await this.options.queue.queue.getJob(job.id!).catch(() => undefined);
-        this.fail(new ClusterError('PIPELINE_FAILED', `pipeline stage job ${job.id} (stage ${(job.data as { stageIndex: number }).stageIndex}) failed: ${fresh?.failedReason ?? 'unknown reason'}`, { where: 'pipeline.stage' }));
+        this.fail(new ClusterError('PIPELINE_FAILED', `pipeline stage job ${job.id} (stage ${stage}) failed: ${fresh?.failedReason ?? 'unknown reason'}`, { where: 'pipeline.stage' }));
+        return;
+      }
+      // A stage that reported ready and is queued again lost its worker (BullMQ's stalled check
+      // re-queued the job once the dead worker's lock expired): its blocks and activations are gone.
+      if (this.ready.some((r) => r.stage === stage) && (state === 'waiting' || state === 'wait' || state === 'prioritized' || state === 'delayed' || state === 'completed')) {
+        if (state === 'completed' && this.ended) continue;
+        this.fail(new ClusterError('PIPELINE_FAILED', `pipeline stage ${stage} lost its worker (job ${job.id} is ${state})`, { where: 'pipeline.stage' }));
         return;
       }
     }
@@ -247,19 +270,35 @@ export class PipelineSession {
   private fail(error: Error): void {
     if (this.failure) return;
     this.failure = error;
+    this.log.warn({ runId: this.options.runId, err: error.message }, 'pipeline run failed');
     for (const waiter of this.pending.values()) waiter.reject(error);
     this.pending.clear();
     this.ended?.reject(error);
   }
 
-  private async abort(error: Error): Promise<void> {
+  /**
+   * Gives the run up: every stage still alive is told to stop (its worker is free for the next plan),
+   * and stage jobs queued again (their worker died) are removed so no worker loads them for nothing.
+   */
+  async abort(error: Error): Promise<void> {
     this.fail(error);
+    // Give a stage job picked up again a moment to report, so it is told to stop as well.
+    await new Promise((r) => setTimeout(r, 500));
+    for (const address of [...this.ready.map((r) => r.address), ...this.strays]) {
+      const out = PipelineOutbox.connect(address, { lingerMs: 2000 });
+      await out.send({ header: { type: 'abort', runId: this.options.runId, reason: error.message }, tensors: new TensorSet() }).catch(() => undefined);
+      out.close();
+    }
     for (const job of this.jobs) {
-      // Stage jobs still waiting must not start later; running ones end on their idle timeout or when
-      // their worker is told to cancel them.
-      await job.remove().catch(() => undefined);
+      const state = await job.getState().catch(() => 'unknown');
+      if (state !== 'active' && state !== 'completed') await job.remove().catch(() => undefined);
     }
     this.shutdown();
+  }
+
+  /** Whether the run failed (a stage died or errored); `abort()` then frees the other stages. */
+  get failed(): Error | undefined {
+    return this.failure;
   }
 
   private shutdown(): void {

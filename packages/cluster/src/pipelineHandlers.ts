@@ -4,6 +4,7 @@ import { createLogger, type Logger } from '@scaleot/core';
 import { ComputeExecutor } from '@scaleot/model';
 import type { JobContext, JobHandlers, JobPayload } from '@scaleot/queue';
 import type { JobStorage } from './computeJobs.js';
+import { ClusterError } from './ClusterError.js';
 import { trainHyperOf } from './jobSettings.js';
 import type { PipelineStageArgs } from './pipelineStageCompute.js';
 
@@ -54,7 +55,12 @@ export function pipelineHandlers(options: PipelineHandlerOptions): JobHandlers {
     evaluate: (payload, context) => run('evaluateJob', payload, context),
     // One stage of a model larger than one worker: the thread holds the stage and its sockets until the
     // coordinator ends the run (the job's lock renews here meanwhile; its abort signal ends the thread).
-    'pipeline.stage': (payload, context) => {
+    'pipeline.stage': async (payload, context) => {
+      // A stage job BullMQ re-queued because its worker died must not come back on its own: the run
+      // lost that stage's in-flight activations, and the coordinator re-plans over the living workers.
+      if ((context?.job?.stalledCounter ?? 0) > 0) {
+        throw new ClusterError('PIPELINE_FAILED', `pipeline stage ${payload.stageIndex} of run ${payload.runId} lost its worker; the coordinator runs again under a new plan`, { where: 'pipeline.stage', unrecoverable: true });
+      }
       const advertiseHost = options.advertiseHost ?? '127.0.0.1';
       const args: PipelineStageArgs = {
         storageDir: options.storageDir,

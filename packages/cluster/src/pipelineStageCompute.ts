@@ -19,6 +19,8 @@ export interface PipelineStageArgs {
   advertiseHost: string;
   /** No message for this long ends the stage with TIMEOUT (a coordinator that died). */
   idleTimeoutMs: number;
+  /** No route this long after reporting ready ends the stage at once (a run already abandoned: a stage job re-run after its first worker died). Default 300000. */
+  routeTimeoutMs?: number;
 }
 
 /** One stage's figures, appended to every message it forwards and returned when it ends. */
@@ -51,7 +53,7 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
   const loadStarted = performance.now();
   const { stage, bytesRead } = await loadStage(resolveArtifact(args.storageDir, payload.model), { from: payload.fromBlock, to: payload.toBlock }, { trainable: false });
   const loadSeconds = (performance.now() - loadStarted) / 1000;
-  const inbox = await PipelineInbox.bind(`tcp://${args.bindHost}:*`, args.advertiseHost, { receiveTimeoutMs: args.idleTimeoutMs });
+  const inbox = await PipelineInbox.bind(`tcp://${args.bindHost}:*`, args.advertiseHost, { receiveTimeoutMs: args.routeTimeoutMs ?? 300_000 });
   const control = PipelineOutbox.connect(payload.controlAddress);
   let next: PipelineOutbox | undefined;
   const stats: StageStats = { stage: index, blocks: [payload.fromBlock, payload.toBlock], stepSeconds: 0, peakRssBytes: peakRss(), steps: 0, computeSeconds: 0, bytesSent: 0, bytesReceived: 0, hopBytes: 0, hopSeconds: 0 };
@@ -66,7 +68,13 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
       const receivedAt = wallMs();
       const { header } = message;
       if (header.runId !== payload.runId) continue;
+      if (header.type === 'abort') {
+        // The coordinator gave this run up (another stage died): free the worker for the next plan.
+        log.warn({ runId: payload.runId, stage: index, reason: header.reason }, 'pipeline run aborted');
+        break;
+      }
       if (header.type === 'route') {
+        inbox.setReceiveTimeout(args.idleTimeoutMs);
         const addresses = header.addresses as string[];
         next = last ? control : PipelineOutbox.connect(addresses[index + 1]);
         if (!last) await next.send({ header, tensors: new TensorSet() });

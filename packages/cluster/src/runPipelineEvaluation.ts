@@ -35,6 +35,8 @@ export interface PipelineEvaluationOptions {
   metrics?: ScaleotMetrics;
   logger?: Logger;
   runId?: string;
+  /** Runs again under a new plan (the workers still connected) after a stage died, this many times. Default 2. */
+  retries?: number;
 }
 
 export interface PipelineEvaluationResult {
@@ -48,6 +50,8 @@ export interface PipelineEvaluationResult {
   interStageBytes: number;
   /** Seconds from routed stages to the last result (loading excluded). */
   seconds: number;
+  /** Runs it took (1 + retries after a stage died); `plan` is the last one's. */
+  attempts: number;
 }
 
 /** The plan for a model and a set of workers, logged (the coordinator's side of "plan, then run"). */
@@ -76,36 +80,49 @@ export async function planPipeline(modelDir: string, budgets: number[], options:
 export async function runPipelineEvaluation(options: PipelineEvaluationOptions): Promise<PipelineEvaluationResult> {
   const log = options.logger ?? createLogger('cluster.pipeline');
   const modelDir = resolveArtifact(options.storageDir, options.model);
-  let budgets = options.budgets;
-  if (!budgets) {
-    const workers = options.workers ?? (await options.queue.queue.getWorkers()).length;
+  const liveWorkers = async () => {
+    const workers = (await options.queue.queue.getWorkers()).length;
     if (workers < 1) throw new ClusterError('PIPELINE_FAILED', `no worker serves queue "${options.queue.name}"`, { where: 'pipeline' });
-    budgets = new Array<number>(workers).fill(workerMemoryBytes());
-  }
-  const plan = await planPipeline(modelDir, budgets, options.plan, log);
+    return workers;
+  };
+  const perWorker = options.budgets ? Math.min(...options.budgets) : workerMemoryBytes();
+  let budgets = options.budgets ?? new Array<number>(options.workers ?? (await liveWorkers())).fill(perWorker);
   const config = await readModelConfig(modelDir);
   const task = await resolveTask(options.task, options.dataRoot);
   const tokenizer = await Tokenizer.fromDir(modelDir);
-  const session = await PipelineSession.start({
-    queue: options.queue,
-    model: options.model,
-    plan,
-    runId: options.runId ?? `pipe-${randomBytes(4).toString('hex')}`,
-    advertiseHost: options.advertiseHost,
-    microBatch: options.microBatch,
-    metrics: options.metrics,
-    logger: log,
-  });
-  const started = performance.now();
-  let result: EvalResult;
-  try {
-    result = await evaluateScored({ maxPositions: config.maxPositions, nll: session.nll }, task, tokenizer, { batchSize: options.batchSize ?? 8, maxBlocks: options.maxBlocks, maxExamples: options.maxExamples, label: 'pipeline eval', logger: log });
-  } catch (err) {
-    await session.close().catch(() => undefined);
-    throw err;
+  const retries = options.retries ?? 2;
+  const baseId = options.runId ?? `pipe-${randomBytes(4).toString('hex')}`;
+  for (let attempt = 1; ; attempt++) {
+    const plan = await planPipeline(modelDir, budgets, options.plan, log);
+    let session: PipelineSession | undefined;
+    try {
+      session = await PipelineSession.start({
+        queue: options.queue,
+        model: options.model,
+        plan,
+        runId: attempt === 1 ? baseId : `${baseId}-r${attempt - 1}`,
+        advertiseHost: options.advertiseHost,
+        microBatch: options.microBatch,
+        metrics: options.metrics,
+        logger: log,
+      });
+      const started = performance.now();
+      // The protocol is deterministic, so a run repeated from the start under a new plan scores the same.
+      const result: EvalResult = await evaluateScored({ maxPositions: config.maxPositions, nll: session.nll }, task, tokenizer, { batchSize: options.batchSize ?? 8, maxBlocks: options.maxBlocks, maxExamples: options.maxExamples, label: 'pipeline eval', logger: log });
+      const seconds = (performance.now() - started) / 1000;
+      await session.close();
+      log.info({ value: result.value, metric: result.metric, attempt, stages: session.stages.map((s) => ({ stage: s.stage, peakRssBytes: s.peakRssBytes, computeSeconds: s.computeSeconds })), interStageBytes: session.interStageBytes }, 'pipeline evaluation done');
+      return { result, plan, ready: session.ready, stages: session.stages, microBatches: session.microBatches, interStageBytes: session.interStageBytes, seconds, attempts: attempt };
+    } catch (err) {
+      // start() frees its stages itself when it fails.
+      if (session) await session.abort(err as Error).catch(() => undefined);
+      const stageDied = (err as { code?: string }).code === 'PIPELINE_FAILED';
+      if (!stageDied || attempt > retries) throw err;
+      // The dead worker's Redis connection is gone, so the next plan counts only the living.
+      await new Promise((r) => setTimeout(r, 1000));
+      const workers = options.workers !== undefined ? Math.min(options.workers, await liveWorkers()) : await liveWorkers();
+      budgets = new Array<number>(workers).fill(perWorker);
+      log.warn({ attempt, workers, reason: (err as Error).message }, 'pipeline stage lost: running again under a new plan');
+    }
   }
-  const seconds = (performance.now() - started) / 1000;
-  await session.close();
-  log.info({ value: result.value, metric: result.metric, stages: session.stages.map((s) => ({ stage: s.stage, peakRssBytes: s.peakRssBytes, computeSeconds: s.computeSeconds })), interStageBytes: session.interStageBytes }, 'pipeline evaluation done');
-  return { result, plan, ready: session.ready, stages: session.stages, microBatches: session.microBatches, interStageBytes: session.interStageBytes, seconds };
 }

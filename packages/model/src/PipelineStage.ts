@@ -98,22 +98,27 @@ export class PipelineStage {
 
   /**
    * The stage's forward: the first stage takes ids int32 [b, t] (embedded here), the others the previous
-   * stage's hidden state [b, t, d]; returns the hidden state after this stage's blocks.
+   * stage's hidden state [b, t, d]; returns the hidden state after this stage's blocks. Inference
+   * only: intermediates are freed block by block (use the blocks directly under a gradient tape).
    */
   forward(input: tf.Tensor, ctx?: BlockContext): tf.Tensor3D {
     this.assertLive();
-    return tf.tidy(() => {
-      let h: tf.Tensor3D;
-      if (this.first) {
-        if (input.rank !== 2 || input.dtype !== 'int32') throw new ModelError('BAD_ARGUMENT', `the first stage takes ids int32 [b, t], got ${input.dtype} [${input.shape}]`, { where: 'PipelineStage.forward' });
-        h = this.stem.embed(input as tf.Tensor2D);
-      } else {
-        if (input.rank !== 3 || input.shape[2] !== this.config.hiddenSize) throw new ModelError('BAD_ARGUMENT', `stage [${this.range.from}, ${this.range.to}) takes a hidden state [b, t, ${this.config.hiddenSize}], got [${input.shape}]`, { where: 'PipelineStage.forward' });
-        h = input as tf.Tensor3D;
-      }
-      for (const block of this.blocks) h = block.apply(h, ctx);
-      return h === input ? tf.clone(h) : h;
-    });
+    let h: tf.Tensor3D;
+    if (this.first) {
+      if (input.rank !== 2 || input.dtype !== 'int32') throw new ModelError('BAD_ARGUMENT', `the first stage takes ids int32 [b, t], got ${input.dtype} [${input.shape}]`, { where: 'PipelineStage.forward' });
+      h = this.stem.embed(input as tf.Tensor2D);
+    } else {
+      if (input.rank !== 3 || input.shape[2] !== this.config.hiddenSize) throw new ModelError('BAD_ARGUMENT', `stage [${this.range.from}, ${this.range.to}) takes a hidden state [b, t, ${this.config.hiddenSize}], got [${input.shape}]`, { where: 'PipelineStage.forward' });
+      h = input as tf.Tensor3D;
+    }
+    // One block's intermediates at a time (attention scores, MLP activations): a stage's peak memory is
+    // its weights plus one block's working set, not every block's (the wasm heap never shrinks).
+    for (const block of this.blocks) {
+      const next = tf.tidy(() => block.apply(h, ctx));
+      if (h !== input) h.dispose();
+      h = next;
+    }
+    return h === input ? tf.clone(h) : h;
   }
 
   /** Final norm + head on the last stage: [b, t, d] → logits [b, t, V]. */

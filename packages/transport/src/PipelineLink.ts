@@ -88,6 +88,11 @@ export class PipelineInbox {
     return { ...decodePipelineMessage(frames, this.options.maxMessageBytes), bytes };
   }
 
+  /** Changes how long `receive` waits from now on (e.g. a short wait for the route, a long one for work). */
+  setReceiveTimeout(ms: number): void {
+    this.socket.receiveTimeout = ms;
+  }
+
   close(): void {
     this.socket.close();
   }
