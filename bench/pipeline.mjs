@@ -16,9 +16,9 @@ export const options = {
   layers: { type: 'number', default: 30, help: 'blocks of the random model' },
   hidden: { type: 'number', default: 1024, help: 'hidden size' },
   intermediate: { type: 'number', default: 2816, help: 'MLP width' },
-  ctx: { type: 'number', default: 64, help: 'max_position_embeddings: the evaluation context' },
+  ctx: { type: 'number', default: 256, help: 'max_position_embeddings: the evaluation context' },
   'max-blocks': { type: 'number', default: 4, help: 'Moby-Dick evaluation blocks scored per run' },
-  'micro-batch': { type: 'number', default: 1, help: 'rows per micro-batch' },
+  'micro-batch': { type: 'number', default: 2, help: 'rows per micro-batch' },
   ks: { type: 'string', default: '1,2,3', help: 'worker counts to run' },
   redis: { type: 'string', default: 'redis://127.0.0.1:6379', help: 'Redis of the queue' },
 };
