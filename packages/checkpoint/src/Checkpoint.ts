@@ -128,6 +128,11 @@ export class Checkpoint {
     return this.files;
   }
 
+  /** Tensor-data bytes read from every shard so far (headers excluded). */
+  get bytesRead(): number {
+    return this.files.reduce((n, f) => n + f.bytesRead, 0);
+  }
+
   /** The shard files, in shard-name order (one for a single-file checkpoint). */
   shardFiles(): string[] {
     return this.files.map((f) => f.path);

@@ -29,6 +29,8 @@ export class SafetensorsFile {
   readonly dataStart: number;
   private readonly entries: Map<string, HeaderEntry>;
   private handle: FileHandle | undefined;
+  /** Tensor-data bytes read from this file so far (headers excluded): what a partial load touched. */
+  bytesRead = 0;
 
   private constructor(path: string, handle: FileHandle, dataStart: number, metadata: Record<string, string>, entries: Map<string, HeaderEntry>) {
     this.path = path;
@@ -208,5 +210,6 @@ export class SafetensorsFile {
     if (!(await readFully(this.fileHandle(name), target, this.dataStart + e.dataOffsets[0]))) {
       throw new CheckpointError('TRUNCATED', this.path, `file ended while reading "${name}"; it was truncated after it was opened. Re-download it.`, { tensor: name });
     }
+    this.bytesRead += target.length;
   }
 }

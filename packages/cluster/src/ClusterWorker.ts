@@ -70,7 +70,7 @@ export class ClusterWorker {
       logger: log,
     });
     const state = { ready: false, draining: false, jobs: 0 };
-    const handlers: JobHandlers = { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, compute, logger: log }), ...options.handlers };
+    const handlers: JobHandlers = { ...runtime.handlers(), ...pipelineHandlers({ storageDir: config.storageDir, compute, advertiseHost: config.advertiseHost, logger: log }), ...options.handlers };
     // Several queues: one BullMQ worker each, one gate so the process still runs `concurrency` jobs in all.
     const gate = queueNames.length > 1 ? new ConcurrencyGate(config.workerConcurrency) : undefined;
     const gated: JobHandlers = gate

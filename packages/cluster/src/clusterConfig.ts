@@ -14,6 +14,8 @@ export interface ClusterConfig {
   storageDir: string;
   /** `SCALEOT_COORDINATOR_HOST` (workers). Default `127.0.0.1`. */
   coordinatorHost: string;
+  /** `SCALEOT_ADVERTISE_HOST`: the address other processes reach this one's pipeline sockets at (a pod's IP). Default `127.0.0.1`. */
+  advertiseHost: string;
   /** `SCALEOT_ZMQ_PARAMS_PORT`. Default 5555. */
   paramsPort: number;
   /** `SCALEOT_ZMQ_RESULTS_PORT`. Default 5556. */
@@ -81,6 +83,7 @@ export function clusterConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Clus
     queuePrefix: env.SCALEOT_QUEUE_PREFIX || 'scaleot',
     storageDir: resolve(env.SCALEOT_STORAGE_DIR || '/data'),
     coordinatorHost: env.SCALEOT_COORDINATOR_HOST || '127.0.0.1',
+    advertiseHost: env.SCALEOT_ADVERTISE_HOST || '127.0.0.1',
     paramsPort: intVar(env, 'SCALEOT_ZMQ_PARAMS_PORT', 5555, 0, 65535),
     resultsPort: intVar(env, 'SCALEOT_ZMQ_RESULTS_PORT', 5556, 0, 65535),
     curvePublicKey: env.SCALEOT_CURVE_SERVER_PUBLIC_KEY || undefined,
@@ -134,6 +137,8 @@ const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: str
   { name: 'SCALEOT_NATIVE_GEMM', roles: ['coordinator', 'worker'], doc: 'wasm backend: matmuls on OpenBLAS (the @scaleot/blas addon, built when libopenblas-dev is installed); 0 keeps the wasm kernels (default on when built)' },
   { name: 'OPENBLAS_NUM_THREADS', roles: ['coordinator', 'worker'], doc: 'OpenBLAS threads per matmul (default 1: data-parallel replicas already use one thread per core)' },
   { name: 'SCALEOT_LOG_LEVEL', roles: ['coordinator', 'worker'], doc: 'pino level (default info)' },
+  { name: 'SCALEOT_ADVERTISE_HOST', roles: ['coordinator', 'worker'], doc: 'address peers reach this process\' pipeline-parallel sockets at, e.g. the pod IP (default 127.0.0.1)' },
+  { name: 'SCALEOT_WORKER_MEMORY_BYTES', roles: ['coordinator', 'worker'], doc: 'memory one worker may use, bytes: pipeline stages are cut to fit it (default: the pod/cgroup memory limit, else the machine\'s memory)' },
   { name: 'SCALEOT_ZMQ_PARAMS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port publishing stage-1 parameters (default 5555)' },
   { name: 'SCALEOT_ZMQ_RESULTS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port collecting gradients (default 5556)' },
   { name: 'SCALEOT_CURVE_SERVER_PUBLIC_KEY', roles: ['coordinator', 'worker'], doc: 'CURVE public key of the coordinator (unset: plain TCP)' },

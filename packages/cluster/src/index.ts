@@ -58,3 +58,8 @@ export { evaluationProtocol, type EvaluationProtocol } from './evaluationProtoco
 export { writeDemoReport, runVersions, type DemoReportInput } from './writeDemoReport.js';
 export { Stage1Monitor, type Stage1Progress } from './Stage1Monitor.js';
 export { queueDepths, workersOverview, THROUGHPUT_WINDOW_S, type QueueDepth, type WorkerView } from './clusterOverview.js';
+export { PipelineSession, type PipelineSessionOptions, type StageReady } from './PipelineSession.js';
+export type { StageStats, PipelineStageArgs } from './pipelineStageCompute.js';
+export { PIPELINE_STAGE_COMPUTE } from './pipelineHandlers.js';
+export { runPipelineEvaluation, planPipeline, type PipelineEvaluationOptions, type PipelineEvaluationResult } from './runPipelineEvaluation.js';
+export { peakRssBytes } from './peakRss.js';

@@ -4,7 +4,9 @@ import { createLogger, type Logger } from '@scaleot/core';
 import { ComputeExecutor } from '@scaleot/model';
 import type { JobContext, JobHandlers, JobPayload } from '@scaleot/queue';
 import type { JobStorage } from './computeJobs.js';
+import { ClusterError } from './ClusterError.js';
 import { trainHyperOf } from './jobSettings.js';
+import type { PipelineStageArgs } from './pipelineStageCompute.js';
 
 export { trainHyperOf, type EvaluateJobResult } from './jobSettings.js';
 
@@ -15,11 +17,17 @@ export interface PipelineHandlerOptions {
   dataRoot?: string;
   /** Where the jobs' compute runs. Default: a new ComputeExecutor (one thread, idle threads do not hold the process). */
   compute?: ComputeExecutor;
+  /** Host a pipeline stage's inbox is reached at (`SCALEOT_ADVERTISE_HOST`, the pod IP). Default 127.0.0.1. */
+  advertiseHost?: string;
+  /** A pipeline stage ends with TIMEOUT after this long without a message. Default 10 minutes. */
+  pipelineIdleTimeoutMs?: number;
   logger?: Logger;
 }
 
 /** The thread-side job bodies (loaded by the compute thread, from dist). */
 export const COMPUTE_JOBS = new URL('./computeJobs.js', import.meta.url);
+/** The thread-side body of a `pipeline.stage` job. */
+export const PIPELINE_STAGE_COMPUTE = new URL('./pipelineStageCompute.js', import.meta.url);
 
 type PipelineKind = 'emulator.build' | 'tune' | 'plugin' | 'evaluate';
 
@@ -45,5 +53,23 @@ export function pipelineHandlers(options: PipelineHandlerOptions): JobHandlers {
     tune: (payload, context) => run('tuneJob', payload, context),
     plugin: (payload, context) => run('pluginJob', payload, context),
     evaluate: (payload, context) => run('evaluateJob', payload, context),
+    // One stage of a model larger than one worker: the thread holds the stage and its sockets until the
+    // coordinator ends the run (the job's lock renews here meanwhile; its abort signal ends the thread).
+    'pipeline.stage': async (payload, context) => {
+      // A stage job BullMQ re-queued because its worker died must not come back on its own: the run
+      // lost that stage's in-flight activations, and the coordinator re-plans over the living workers.
+      if ((context?.job?.stalledCounter ?? 0) > 0) {
+        throw new ClusterError('PIPELINE_FAILED', `pipeline stage ${payload.stageIndex} of run ${payload.runId} lost its worker; the coordinator runs again under a new plan`, { where: 'pipeline.stage', unrecoverable: true });
+      }
+      const advertiseHost = options.advertiseHost ?? '127.0.0.1';
+      const args: PipelineStageArgs = {
+        storageDir: options.storageDir,
+        payload,
+        advertiseHost,
+        bindHost: advertiseHost === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0',
+        idleTimeoutMs: options.pipelineIdleTimeoutMs ?? 600_000,
+      };
+      return compute.run({ module: PIPELINE_STAGE_COMPUTE, exportName: 'pipelineStageJob', args }, { signal: context?.signal, onProgress: (value) => void context?.progress(value as object).catch(() => undefined) });
+    },
   };
 }

@@ -31,6 +31,11 @@ export class ScaleotMetrics {
   readonly tokensPerSecond: Gauge<string>;
   /** Tensor bytes over ZeroMQ; `direction` is `sent` or `received` from this process' point of view. */
   readonly transferBytes: Counter<'direction'>;
+  /** Pipeline-parallel runs: each stage's peak resident memory (bytes) and last micro-batch step time (s), by stage index. */
+  readonly pipelineStageMemoryBytes: Gauge<'stage' | 'blocks'>;
+  readonly pipelineStageStepSeconds: Gauge<'stage' | 'blocks'>;
+  /** Stages of the current pipeline plan (1: the model fits one worker). */
+  readonly pipelineStages: Gauge<string>;
   /** Scrapes whose queue counts could not be read (Redis down); the queue gauges keep their last values. */
   readonly queueMetricsErrors: Counter<string>;
 
@@ -81,6 +86,23 @@ export class ScaleotMetrics {
     this.tokensPerSecond = new Gauge({
       name: 'scaleot_tokens_per_second',
       help: 'Training throughput of the most recent step, in tokens per second',
+      registers,
+    });
+    this.pipelineStageMemoryBytes = new Gauge({
+      name: 'scaleot_pipeline_stage_memory_bytes',
+      help: 'Peak resident memory of each pipeline stage worker, bytes',
+      labelNames: ['stage', 'blocks'],
+      registers,
+    });
+    this.pipelineStageStepSeconds = new Gauge({
+      name: 'scaleot_pipeline_stage_step_seconds',
+      help: 'Compute time of the last micro-batch on each pipeline stage, seconds',
+      labelNames: ['stage', 'blocks'],
+      registers,
+    });
+    this.pipelineStages = new Gauge({
+      name: 'scaleot_pipeline_stages',
+      help: 'Stages of the current pipeline plan (1 when the model fits one worker)',
       registers,
     });
     this.transferBytes = new Counter({

@@ -13,8 +13,10 @@ export class LmHead {
     embedding: tf.Variable,
     readonly tied: boolean,
     params: ParamFactory,
+    /** [V, width] of an untied head (default: the embedding's shape; stems pass it so a stage without the embedding still builds its head). */
+    shape: number[] = embedding.shape.slice(),
   ) {
-    this.weight = tied ? embedding : params.variable(this.name, embedding.shape.slice(), { kind: 'normal', std: 0.02 });
+    this.weight = tied ? embedding : params.variable(this.name, shape, { kind: 'normal', std: 0.02 });
   }
 
   /** [n, d] → [n, V]. */

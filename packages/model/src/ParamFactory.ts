@@ -20,12 +20,19 @@ export class ParamFactory {
     private readonly trainable: boolean,
     /** Drop each array from `weights` once copied into a variable (loaders pass a private map: bounds peak memory). */
     private readonly releaseWeights = false,
+    /**
+     * Names this process does not hold (a pipeline stage's other stages' stem tensors): each gets an
+     * empty, frozen placeholder variable instead of weights or an init, and must never be computed with.
+     * Default: none.
+     */
+    private readonly absent?: (name: string) => boolean,
   ) {}
 
   variable(name: string, shape: number[], init: InitKind): tf.Variable {
     const size = shape.reduce((a, b) => a * b, 1);
     const seed = this.seed * 100_003 + this.seedCounter++;
     this.created.add(name);
+    if (this.absent?.(name)) return tf.variable(tf.zeros([0]), false);
     if (this.weights) {
       const data = this.weights.get(name);
       if (!data) {

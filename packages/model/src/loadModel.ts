@@ -22,7 +22,7 @@ export interface OpenedModel {
  * shape, nothing extra, and a tied head, when stored, equal to the embedding (else TIED_WEIGHTS_DIFFER).
  * The caller closes `checkpoint`.
  */
-export async function openModelCheckpoint(dir: string): Promise<OpenedModel> {
+export async function openModelCheckpoint(dir: string, opts: { checkTiedWeights?: boolean } = {}): Promise<OpenedModel> {
   const checkpoint = await Checkpoint.open(dir);
   try {
     const config = parseModelConfig(checkpoint.rawConfig, checkpoint.configFile);
@@ -30,8 +30,14 @@ export async function openModelCheckpoint(dir: string): Promise<OpenedModel> {
     const { raw: _raw, ...summary } = config;
     const names = checkpoint.validate(family.expectedParameters(config), family.naming, JSON.stringify(summary));
     if (config.tieWordEmbeddings) {
+      // A pipeline stage skips the comparison (checkTiedWeights false): it would read the whole
+      // embedding and head on every stage, and a stage never reads a stored tied head anyway.
       for (const [head, embedding] of family.naming.tiedKeys) {
         if (!names.has(head)) continue;
+        if (opts.checkTiedWeights === false) {
+          names.delete(head);
+          continue;
+        }
         const [a, b] = [await checkpoint.readFloat32(names.get(head)!), await checkpoint.readFloat32(names.get(embedding)!)];
         if (a.length !== b.length || a.some((v, i) => v !== b[i] && !(Number.isNaN(v) && Number.isNaN(b[i])))) {
           throw new CheckpointError(

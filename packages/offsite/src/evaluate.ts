@@ -14,7 +14,7 @@ import { loadModel, type CausalLM } from '@scaleot/model';
 import { Tokenizer } from '@scaleot/tokenizer';
 import { applyAdapter, readAdapter } from './adapterArtifact.js';
 import { loadEmulator } from './emulator.js';
-import { logprobScorer, nllScorer } from './lmMath.js';
+import { nllScorer } from './lmMath.js';
 import { OffsiteError } from './OffsiteError.js';
 import { resolveTask, type TaskInput } from './taskInput.js';
 
@@ -58,8 +58,23 @@ export function taskMetric(task: Task): Metric {
  * multiple-choice accuracy (sum of candidate-token log-probabilities after the prompt).
  */
 export async function evaluateModel(model: CausalLM, task: Task, tokenizer: TokenEncoder, opts: EvalOptions = {}): Promise<EvalResult> {
+  return evaluateScored({ maxPositions: model.config.maxPositions, nll: nllScorer(model) }, task, tokenizer, opts);
+}
+
+/**
+ * What the protocols need of a model: its context and per-token NLL of rows (`nllScorer(model)` in this
+ * process; a pipeline-parallel run's scorer spreads the rows over stage workers).
+ */
+export interface SequenceScorer {
+  maxPositions: number;
+  /** Rows of T tokens → NLL of tokens 1…T−1 given the ones before, per row. */
+  nll: (batch: Int32Array[]) => Promise<Float32Array[]>;
+}
+
+/** {@link evaluateModel} over any scorer: the same protocols, batches and summation order. */
+export async function evaluateScored(scorer: SequenceScorer, task: Task, tokenizer: TokenEncoder, opts: EvalOptions = {}): Promise<EvalResult> {
   const started = performance.now();
-  const ctx = model.config.maxPositions;
+  const ctx = scorer.maxPositions;
   const where = task.files.test ?? task.specFile;
   let rows = taskRows(task, 'test');
   const scoring = (total: number) => {
@@ -79,14 +94,14 @@ export async function evaluateModel(model: CausalLM, task: Task, tokenizer: Toke
     let blocks = lmEvalBlocks(lmStream(lmDocuments(rows, task.spec), tokenizer), ctx);
     if (opts.maxBlocks !== undefined) blocks = blocks.slice(0, opts.maxBlocks);
     if (blocks.length === 0) throw new OffsiteError('EMPTY_DATASET', `the test text is shorter than one evaluation block (${ctx + 1} tokens)`, { where });
-    const r = await perplexity(blocks, nllScorer(model), scoring(blocks.length));
+    const r = await perplexity(blocks, scorer.nll, scoring(blocks.length));
     return { task: task.spec.name, metric: 'perplexity', value: r.perplexity, count: r.tokens, nll: r.nll, seconds: (performance.now() - started) / 1000 };
   }
   if (opts.maxExamples !== undefined) rows = rows.slice(0, opts.maxExamples);
   if (rows.length === 0) throw new OffsiteError('EMPTY_DATASET', 'no test rows to evaluate', { where });
   const examples = classificationExamples(rows, task.spec, tokenizer, ctx);
   const sequences = examples.reduce((n, ex) => n + ex.candidateIds.length, 0);
-  const r = await multipleChoiceAccuracy(examples, logprobScorer(model), scoring(sequences));
+  const r = await multipleChoiceAccuracy(examples, async (batch) => (await scorer.nll(batch)).map((row) => row.map((v) => -v)), scoring(sequences));
   return { task: task.spec.name, metric: 'accuracy', value: r.accuracy, count: r.total, correct: r.correct, seconds: (performance.now() - started) / 1000 };
 }
 

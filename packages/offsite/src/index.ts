@@ -26,7 +26,7 @@ export { trainLoop, DEFAULT_TRAIN, type TrainHyperParameters, type TrainLoopOpti
 export { saveAdapter, readAdapter, applyAdapter, isAdapterTensor, type LoadedAdapter } from './adapterArtifact.js';
 export { tuneAdapter, tuneAdapterInMemory, emulatorReplica, wrapWithLora, trainableAdapterVariables, adapterWeights, type TuneAdapterOptions, type TuneAdapterResult, type RunControl } from './tuneAdapter.js';
 export { plugIn, plugInModel, PLUGIN_RECORD, type PlugInOptions, type PlugInResult } from './plugIn.js';
-export { evaluate, evaluateModel, taskMetric, type EvalOptions, type EvaluateOptions, type EvalResult, type Metric } from './evaluate.js';
+export { evaluate, evaluateModel, evaluateScored, taskMetric, type SequenceScorer, type EvalOptions, type EvaluateOptions, type EvalResult, type Metric } from './evaluate.js';
 export { fullFineTune, fullFineTuneInMemory, type FullFineTuneOptions } from './fullFineTune.js';
 export { createUniformEmulator, type UniformEmulatorOptions, type UniformEmulatorResult, type DistillSettings } from './uniformEmulator.js';
 export { distillEmulator, type DistillOptions } from './distill.js';

@@ -94,6 +94,29 @@ export const jobSchemas = {
     adapters: artifactRef,
     output: artifactRef,
   }),
+  /**
+   * One stage of a pipeline-parallel run (a model larger than one worker): load blocks
+   * [fromBlock, toBlock) of `model`, bind an inbox, report it to `controlAddress`, then forward every
+   * micro-batch to the next stage (the last one sends results to `controlAddress`) until told to end.
+   */
+  'pipeline.stage': s.refine(
+    s.object({
+      tenant: s.optional(id),
+      runId: id,
+      model: artifactRef,
+      stageIndex: index,
+      stageCount: count(4096),
+      fromBlock: index,
+      toBlock: count(1_000_000),
+      controlAddress: zmqAddress,
+    }),
+    (p: { stageIndex: number; stageCount: number; fromBlock: number; toBlock: number }) => {
+      const issues: { path: string; message: string }[] = [];
+      if (p.stageIndex >= p.stageCount) issues.push({ path: '.stageIndex', message: `must be < stageCount (${p.stageCount}), got ${p.stageIndex}` });
+      if (p.fromBlock >= p.toBlock) issues.push({ path: '.toBlock', message: `must be > fromBlock (${p.fromBlock}), got ${p.toBlock}` });
+      return issues.length > 0 ? issues : undefined;
+    },
+  ),
   evaluate: s.object({
     tenant: id,
     evaluationId: id,

@@ -28,6 +28,7 @@ export const validPayloads: { [K in JobKind]: JobPayload<K> } = {
   tune: { tenant: 'acme', tuneId: 't-1', emulator: 'artifacts/emu-1', task: 'tasks/sst2.json', output: 'artifacts/t-1', hyper: { lr: 1e-4, steps: 3, warmupSteps: 1, seed: 7 } },
   plugin: { tenant: 'acme', pluginId: 'p-1', model: 'models/sotu-gpt2-tiny', adapters: 'artifacts/t-1/adapters', output: 'artifacts/p-1' },
   evaluate: { tenant: 'acme', evaluationId: 'e-1', model: 'artifacts/p-1', task: 'tasks/sst2.json', metrics: ['accuracy'] },
+  'pipeline.stage': { runId: 'pipe-1', model: 'models/llama-7b', stageIndex: 1, stageCount: 3, fromBlock: 11, toBlock: 22, controlAddress: 'tcp://10.0.0.5:41000' },
 };
 
 function issuesOf(kind: JobKind, payload: unknown): string[] {
@@ -68,6 +69,7 @@ describe('job payload validation', () => {
       '$.alpha must be a finite number >= 0 and < 1, got 1.5',
     ]);
     expect(issuesOf('tune', { ...validPayloads.tune, tenant: '' })[0]).toBe('$.tenant must be 1..128 characters long, got 0');
+    expect(issuesOf('pipeline.stage', { ...validPayloads['pipeline.stage'], stageIndex: 3, toBlock: 11 })).toEqual(['$.stageIndex must be < stageCount (3), got 3', '$.toBlock must be > fromBlock (11), got 11']);
     expect(issuesOf('evaluate', 'not an object')).toEqual(['$ must be an object, got "not an object"']);
     // Hyper-parameters are a strict contract too: a misspelt key or a broken schedule is refused.
     expect(issuesOf('tune', { ...validPayloads.tune, hyper: { stpes: 10 } })[0]).toMatch(/^\$\.hyper\.stpes is not a known field/);

@@ -22,3 +22,4 @@ export { ResultSender, type ResultSenderOptions, type SendReceipt } from './Resu
 export { ParameterPublisher, type ParameterPublisherOptions, type PublishOptions } from './ParameterPublisher.js';
 export { ParameterSubscriber, type ParameterSubscriberOptions, type ParameterSnapshot, type FetchOptions } from './ParameterSubscriber.js';
 export { measureThroughput, type ThroughputOptions, type ThroughputResult, type ThroughputPattern } from './measureThroughput.js';
+export { PipelineInbox, PipelineOutbox, encodePipelineMessage, decodePipelineMessage, PIPELINE_CHUNK_BYTES, type PipelineMessage, type PipelineLinkOptions } from './PipelineLink.js';

@@ -21,7 +21,7 @@ export class Gpt2Stem implements ModelStem {
     this.wte = params.variable('transformer.wte.weight', [config.vocabSize, d], { kind: 'normal', std: 0.02 });
     this.wpe = params.variable('transformer.wpe.weight', [config.maxPositions, d], { kind: 'normal', std: 0.02 });
     this.lnF = new LayerNorm('transformer.ln_f', d, config.normEps, params);
-    this.lmHead = new LmHead(this.wte, config.tieWordEmbeddings, params);
+    this.lmHead = new LmHead(this.wte, config.tieWordEmbeddings, params, [config.vocabSize, d]);
   }
 
   embed(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {

@@ -17,7 +17,7 @@ export class LlamaStem implements ModelStem {
   ) {
     this.embedTokens = params.variable('model.embed_tokens.weight', [config.vocabSize, config.hiddenSize], { kind: 'normal', std: 0.02 });
     this.norm = new RmsNorm('model.norm', config.hiddenSize, config.normEps, params);
-    this.lmHead = new LmHead(this.embedTokens, config.tieWordEmbeddings, params);
+    this.lmHead = new LmHead(this.embedTokens, config.tieWordEmbeddings, params, [config.vocabSize, config.hiddenSize]);
   }
 
   embed(ids: tf.Tensor2D, _opts?: ForwardOptions): tf.Tensor3D {

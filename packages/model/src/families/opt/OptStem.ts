@@ -34,7 +34,7 @@ export class OptStem implements ModelStem {
     this.projectOut = config.projectEmbeddings ? new Linear('model.decoder.project_out', d, w, 'out_in', params, { bias: false }) : null;
     this.projectIn = config.projectEmbeddings ? new Linear('model.decoder.project_in', w, d, 'out_in', params, { bias: false }) : null;
     this.finalLayerNorm = config.finalLayerNorm ? new LayerNorm('model.decoder.final_layer_norm', d, config.normEps, params) : null;
-    this.lmHead = new LmHead(this.embedTokens, config.tieWordEmbeddings, params);
+    this.lmHead = new LmHead(this.embedTokens, config.tieWordEmbeddings, params, [config.vocabSize, w]);
   }
 
   /**
