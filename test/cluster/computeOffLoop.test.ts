@@ -5,7 +5,7 @@ import { ClusterWorker, clusterConfigFromEnv, QueueJobRunner } from '@scaleot/cl
 import { JobQueue } from '@scaleot/queue';
 import { QueueEvents, type Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATA_ROOT, MODEL_DIR, REDIS_URL, spawnApp, stopProcess, uniquePrefix } from './helpers.js';
+import { DATA_ROOT, MODEL_DIR, REDIS_URL, spawnApp, stopProcess, uniquePrefix, until } from './helpers.js';
 
 // Compute runs on the worker's compute thread, not its event loop: with a 1 s job lock (renewed every
 // 0.5 s) and a 0.5 s stalled check, a real evaluation lasting several lock durations completes on the
@@ -22,16 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(storage, { recursive: true, force: true });
 });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 function evaluation(id: string, maxBlocks: number) {
   return { tenant: 'owner', evaluationId: id, model: MODEL_DIR, task: 'moby', hyper: { maxBlocks, evalBatchSize: 2 } };

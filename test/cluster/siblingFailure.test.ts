@@ -7,7 +7,7 @@ import { createUniformEmulator, tuneAdapter } from '@scaleot/offsite';
 import { JobQueue, type JobHandlers } from '@scaleot/queue';
 import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATA_ROOT, MODEL_DIR, REDIS_URL, uniquePrefix } from './helpers.js';
+import { DATA_ROOT, MODEL_DIR, REDIS_URL, uniquePrefix, until } from './helpers.js';
 
 // When one job of a request fails for good, the coordinator stops the request's other jobs the way
 // DELETE does: queued ones are removed, running ones signalled, and a running sibling's compute thread
@@ -33,16 +33,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(storage, { recursive: true, force: true });
 });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** A request whose adapter is tuned and whose emulator was lost from storage (an empty directory). */
 async function seedRequest(): Promise<void> {
