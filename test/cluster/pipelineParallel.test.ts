@@ -1,54 +1,37 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { runPipelineEvaluation } from '@scaleot/cluster';
 import { createMetrics } from '@scaleot/metrics';
 import { modelTensorBytes, readModelConfig, useBackend } from '@scaleot/model';
 import { evaluate } from '@scaleot/offsite';
-import { JobQueue } from '@scaleot/queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES_DIR } from '../support/fixtures.js';
-import { DATA_ROOT, REDIS_URL, spawnApp, stopProcess, uniquePrefix, type SpawnedProcess } from './helpers.js';
+import { DATA_ROOT } from './helpers.js';
+import { LLAMA_24L, PIPELINE_PLAN, pipelineBudget, startWorkerPool, type WorkerPool } from './pipelineHelpers.js';
 
 // sotu-llama-24l split over 3 real worker processes (real Redis queue, ZeroMQ worker to worker) scores
 // the Moby-Dick protocol (first blocks only, for speed) like one process does, within 1e-6 relative.
-const LLAMA = join(FIXTURES_DIR, 'models', 'sotu-llama-24l');
 const MAX_BLOCKS = 6;
 const REL_TOL = 1e-6;
-const PLAN = { fixedOverheadBytes: 64 * 2 ** 20, activationBytes: 8 * 2 ** 20, weightSlack: 0.05 };
 
 describe('pipeline-parallel evaluation across worker processes', () => {
-  const prefix = uniquePrefix('pipe');
-  const workers: SpawnedProcess[] = [];
-  let storage: string;
-  let queue: JobQueue;
+  let pool: WorkerPool;
 
   beforeAll(async () => {
-    storage = await mkdtemp(join(tmpdir(), 'scaleot-pipe-'));
-    queue = new JobQueue({ name: 'scaleot', connection: REDIS_URL, prefix });
-    for (let i = 0; i < 3; i++) {
-      workers.push(spawnApp('worker', { SCALEOT_REDIS_URL: REDIS_URL, SCALEOT_QUEUE_PREFIX: prefix, SCALEOT_STORAGE_DIR: storage, SCALEOT_METRICS_PORT: '0', SCALEOT_ADVERTISE_HOST: '127.0.0.1' }));
-    }
-    await Promise.all(workers.map((w) => w.waitForLog('worker ready', 90_000)));
+    pool = await startWorkerPool('pipe', 3, { SCALEOT_ADVERTISE_HOST: '127.0.0.1' });
   });
 
   afterAll(async () => {
-    await Promise.all(workers.map((w) => stopProcess(w)));
-    await queue?.queue.obliterate({ force: true }).catch(() => undefined);
-    await queue?.close();
-    await rm(storage, { recursive: true, force: true });
+    await pool?.stop();
   });
 
   it('3 stages give the single-process perplexity within 1e-6 relative; the plan and per-stage figures reach /metrics', async () => {
     await useBackend('wasm');
-    const single = await evaluate({ modelDir: LLAMA, task: 'moby', dataRoot: DATA_ROOT, maxBlocks: MAX_BLOCKS, batchSize: 6 });
+    const single = await evaluate({ modelDir: LLAMA_24L, task: 'moby', dataRoot: DATA_ROOT, maxBlocks: MAX_BLOCKS, batchSize: 6 });
 
-    const config = await readModelConfig(LLAMA);
+    const config = await readModelConfig(LLAMA_24L);
     const bytes = modelTensorBytes(config);
     // Each worker may hold about 45% of the model: two cannot, three can.
-    const budget = PLAN.fixedOverheadBytes + PLAN.activationBytes + bytes.largestTensor + 0.45 * bytes.total * (1 + PLAN.weightSlack);
+    const budget = await pipelineBudget(LLAMA_24L, 0.45);
     const metrics = createMetrics({ defaultLabels: { service: 'coordinator' } });
-    const run = await runPipelineEvaluation({ queue, model: LLAMA, storageDir: storage, task: 'moby', dataRoot: DATA_ROOT, budgets: [budget, budget, budget], plan: PLAN, maxBlocks: MAX_BLOCKS, batchSize: 6, microBatch: 1, metrics });
+    const run = await runPipelineEvaluation({ queue: pool.queue, model: LLAMA_24L, storageDir: pool.storage, task: 'moby', dataRoot: DATA_ROOT, budgets: [budget, budget, budget], plan: PIPELINE_PLAN, maxBlocks: MAX_BLOCKS, batchSize: 6, microBatch: 1, metrics });
 
     expect(run.plan.stages.map((s) => [s.from, s.to])).toHaveLength(3);
     expect(run.plan.stages[0].from).toBe(0);
@@ -58,7 +41,7 @@ describe('pipeline-parallel evaluation across worker processes', () => {
     expect(Math.abs(run.result.nll! - single.nll!) / single.nll!).toBeLessThanOrEqual(REL_TOL);
 
     // Three distinct worker processes, each having read only its share of the checkpoint.
-    const pids = new Set(workers.filter((w) => w.logs.some((r) => r.msg === 'pipeline stage loaded')).map((w) => w.pid));
+    const pids = new Set(pool.workers.filter((w) => w.logs.some((r) => r.msg === 'pipeline stage loaded')).map((w) => w.pid));
     expect(pids.size).toBe(3);
     expect(new Set(run.ready.map((r) => r.address)).size).toBe(3);
     for (const r of run.ready) expect(r.bytesRead).toBeLessThan(0.6 * (bytes.total / 2)); // BF16 on disk: half the float32 bytes
