@@ -1,31 +1,13 @@
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastJson, scaleot } from './runCli.js';
 
 // `scaleot report --audit` and `scaleot audit` end to end on the bundled tiny model at a tiny budget:
 // the report's artifacts (emulator, tuned adapter) are what the audit command then attacks.
 
-const run = promisify(execFile);
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const cli = join(repo, 'apps/cli/dist/main.js');
-const env = { ...process.env, SCALEOT_LOG_LEVEL: 'warn', SCALEOT_BACKEND: 'wasm' };
 const SMALL = ['--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--max-train-rows', '4', '--warmup', '1', '--max-blocks', '1'];
-
-async function scaleot(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { env: { ...env, ...extraEnv }, cwd: repo, maxBuffer: 64 << 20 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-const lastJson = (stdout: string): Record<string, unknown> => JSON.parse(stdout.trim().split('\n').at(-1)!);
 
 let work: string;
 beforeAll(async () => {
