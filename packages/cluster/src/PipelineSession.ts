@@ -2,10 +2,10 @@ import { createLogger, type Logger } from '@scaleot/core';
 import type { ScaleotMetrics } from '@scaleot/metrics';
 import type { StagePlan } from '@scaleot/model';
 import type { JobQueue } from '@scaleot/queue';
-import { PipelineInbox, PipelineOutbox, TensorSet, type PipelineMessage } from '@scaleot/transport';
+import { PipelineInbox, PipelineOutbox, TensorSet, type JsonValue, type PipelineMessage } from '@scaleot/transport';
 import type { Job } from 'bullmq';
 import { ClusterError } from './ClusterError.js';
-import type { StageStats } from './pipelineStageCompute.js';
+import type { StageStats, StageTrainHeader } from './pipelineStageCompute.js';
 
 export interface PipelineSessionOptions {
   /** Queue the stage jobs go to (one worker per stage: each holds its job until the run ends). */
@@ -34,16 +34,34 @@ export interface StageReady {
 }
 
 interface Pending {
-  resolve: (nll: { data: Float32Array; shape: number[] }) => void;
+  resolve: (message: PipelineMessage) => void;
   reject: (error: Error) => void;
+}
+
+/** One micro-batch of token rows: ids int32 [rows, T], row-major. */
+export interface MicroBatchRows {
+  ids: Int32Array;
+  shape: [number, number];
+}
+
+/** A train step's result: each stage's gradients (summed over the micro-batches in order), merged by name. */
+export interface PipelineGradients {
+  grads: Map<string, { data: Float32Array; shape: number[] }>;
+  /** Σ NLL over the batch (nats), from the last stage. */
+  nllSum: number;
+  /** Σ over micro-batches of rows × alignment term, all stages' shares added. */
+  alignSum: number;
 }
 
 /**
  * The coordinator's side of one pipeline-parallel run: enqueues one `pipeline.stage` job per planned
  * stage, waits until every stage has loaded its blocks and bound its inbox, routes them (each stage
- * connects to the next; activations never pass through here), then feeds micro-batches of token rows
- * into the first stage and collects the per-token NLL the last one sends back. Micro-batches are sent
- * without waiting, so stage i works on micro-batch m + 1 while stage i + 1 works on m.
+ * connects to its neighbours; activations and gradients never pass through here), then feeds
+ * micro-batches of token rows into the first stage. Forward batches come back from the last stage as
+ * per-token NLL; train batches (stage 1) go forward to the last stage and their gradients back down,
+ * each stage keeping its harmonizers' gradients until `trainStep` collects them. Micro-batches are
+ * sent without waiting, so stage i works on micro-batch m + 1 while stage i + 1 works on m (GPipe, the
+ * backward passes interleaved with the forward ones as their gradients arrive).
  */
 export class PipelineSession {
   /** Latest figures per stage (from the stats every message carries). */
@@ -56,6 +74,9 @@ export class PipelineSession {
   private readonly strays: string[] = [];
   private nextId = 0;
   private first?: PipelineOutbox;
+  /** Direct links to the stages for `params` and `collect` (index 0 is `first`). */
+  private readonly direct: PipelineOutbox[] = [];
+  private readonly collecting = new Map<number, Pending>();
   private ended?: { resolve: () => void; reject: (e: Error) => void };
   private failure?: Error;
   private readonly log: Logger;
@@ -112,23 +133,59 @@ export class PipelineSession {
 
   /** A `SequenceScorer.nll`: rows of T tokens → NLL of tokens 1…T−1, computed through the pipeline. */
   readonly nll = async (batch: Int32Array[]): Promise<Float32Array[]> => {
-    if (batch.length === 0) return [];
-    const t = batch[0].length;
-    const micro = this.options.microBatch ?? 1;
-    const parts: Promise<{ data: Float32Array; shape: number[] }>[] = [];
-    for (let start = 0; start < batch.length; start += micro) {
-      const rows = batch.slice(start, start + micro);
-      const flat = new Int32Array(rows.length * t);
-      rows.forEach((row, i) => flat.set(row, i * t));
-      parts.push(this.send(flat, [rows.length, t]));
-    }
+    const parts = microBatches(batch, this.options.microBatch ?? 1).map((m) => this.send(m, {}));
     const out: Float32Array[] = [];
     for (const part of parts) {
-      const { data, shape } = await part;
-      for (let r = 0; r < shape[0]; r++) out.push(data.slice(r * shape[1], (r + 1) * shape[1]));
+      const nll = (await part).tensors.require('nll');
+      const [rows, t] = nll.shape;
+      for (let r = 0; r < rows; r++) out.push(Float32Array.from((nll.data as Float32Array).subarray(r * t, (r + 1) * t)));
     }
     return out;
   };
+
+  /**
+   * Sends each stage its share of `tensors` (names → stage by `stageOf`) as parameter version
+   * `version`; batches naming that version wait on a stage until its parameters are there.
+   */
+  async sendParams(version: number, tensors: TensorSet, stageOf: (name: string) => number): Promise<void> {
+    const shares = this.options.plan.stages.map(() => new TensorSet());
+    for (const [name, t] of tensors) shares[stageOf(name)].set(name, t);
+    await Promise.all(shares.map((share, i) => this.link(i).send({ header: { type: 'params', runId: this.options.runId, version }, tensors: share })));
+  }
+
+  /** Σ NLL (nats, float32 reductions on the last stage) of each micro-batch, forward through the stages with `mask` and parameters `version`. */
+  async maskedNllSums(batches: readonly MicroBatchRows[], mask: readonly number[], version: number): Promise<number[]> {
+    const parts = batches.map((m) => this.send(m, { mask: [...mask], version }));
+    const out: number[] = [];
+    for (const part of parts) out.push((await part).header.nllSum as number);
+    return out;
+  }
+
+  /**
+   * One stage-1 gradient step: the micro-batches go forward and their gradients back (GPipe with
+   * re-materialisation), then every stage sends its harmonizers' gradients, summed in micro-batch order.
+   */
+  async trainStep(batches: readonly MicroBatchRows[], mask: readonly number[], version: number, train: StageTrainHeader): Promise<PipelineGradients> {
+    const done = batches.map((m) => this.send(m, { mask: [...mask], version, train: train as unknown as JsonValue }));
+    for (const d of done) await d;
+    const replies = this.options.plan.stages.map(
+      (stage) =>
+        new Promise<PipelineMessage>((resolve, reject) => {
+          if (this.failure) reject(this.failure);
+          else this.collecting.set(stage.index, { resolve, reject });
+        }),
+    );
+    for (const r of replies) r.catch(() => undefined);
+    await Promise.all(this.options.plan.stages.map((stage) => this.link(stage.index).send({ header: { type: 'collect', runId: this.options.runId }, tensors: new TensorSet() })));
+    const out: PipelineGradients = { grads: new Map(), nllSum: 0, alignSum: 0 };
+    for (const reply of replies) {
+      const message = await reply;
+      out.nllSum += message.header.nllSum as number;
+      out.alignSum += message.header.alignSum as number;
+      for (const [name, t] of message.tensors) out.grads.set(name, { data: Float32Array.from(t.data as Float32Array), shape: [...t.shape] });
+    }
+    return out;
+  }
 
   /** Ends the run: every stage finishes its work, reports, frees its worker. */
   async close(): Promise<void> {
@@ -147,15 +204,23 @@ export class PipelineSession {
     }
   }
 
-  private send(ids: Int32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }> {
+  /** Link to stage `index` for messages addressed to it alone. */
+  private link(index: number): PipelineOutbox {
+    if (index === 0) return this.first!;
+    this.direct[index] ??= PipelineOutbox.connect(this.ready[index].address);
+    return this.direct[index];
+  }
+
+  /** Sends one micro-batch into the first stage; resolves with the message that ends it (`nll`, or `backward-done` for a train batch). */
+  private send({ ids, shape }: MicroBatchRows, extra: Record<string, JsonValue>): Promise<PipelineMessage> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const result = new Promise<{ data: Float32Array; shape: number[] }>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const result = new Promise<PipelineMessage>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     // A failed run rejects every micro-batch in flight; the caller awaits them one by one and stops at
     // the first, so the others must not surface as unhandled rejections.
     result.catch(() => undefined);
     this.microBatches++;
-    this.first!.send({ header: { type: 'batch', runId: this.options.runId, id }, tensors: new TensorSet().add('ids', ids, shape, 'I32') }).catch((err: Error) => this.fail(err));
+    this.first!.send({ header: { ...extra, type: 'batch', runId: this.options.runId, id }, tensors: new TensorSet().add('ids', ids, shape, 'I32') }).catch((err: Error) => this.fail(err));
     return result;
   }
 
@@ -222,11 +287,14 @@ export class PipelineSession {
         continue;
       }
       if (Array.isArray(h.stats)) this.record(h.stats as unknown as StageStats[]);
-      if (h.type === 'nll') {
-        const nll = message.tensors.require('nll');
+      if (h.type === 'nll' || h.type === 'backward-done') {
         const waiter = this.pending.get(h.id as number);
         this.pending.delete(h.id as number);
-        waiter?.resolve({ data: Float32Array.from(nll.data as Float32Array), shape: [...nll.shape] });
+        waiter?.resolve(message);
+      } else if (h.type === 'grads') {
+        const waiter = this.collecting.get(h.stage as number);
+        this.collecting.delete(h.stage as number);
+        waiter?.resolve(message);
       } else if (h.type === 'end') {
         this.ended?.resolve();
         return;
@@ -271,8 +339,9 @@ export class PipelineSession {
     if (this.failure) return;
     this.failure = error;
     this.log.warn({ runId: this.options.runId, err: error.message }, 'pipeline run failed');
-    for (const waiter of this.pending.values()) waiter.reject(error);
+    for (const waiter of [...this.pending.values(), ...this.collecting.values()]) waiter.reject(error);
     this.pending.clear();
+    this.collecting.clear();
     this.ended?.reject(error);
   }
 
@@ -304,7 +373,23 @@ export class PipelineSession {
   private shutdown(): void {
     if (this.watch) clearInterval(this.watch);
     this.first?.close();
+    for (const link of this.direct) link?.close();
     this.inbox.close();
     void this.pumping;
   }
+}
+
+/** Rows of T tokens cut into micro-batches of `size` rows (the last one may be shorter). */
+export function microBatches(rows: readonly Int32Array[], size: number): MicroBatchRows[] {
+  const out: MicroBatchRows[] = [];
+  if (rows.length === 0) return out;
+  const t = rows[0].length;
+  const step = Math.max(1, Math.floor(size));
+  for (let start = 0; start < rows.length; start += step) {
+    const part = rows.slice(start, start + step);
+    const ids = new Int32Array(part.length * t);
+    part.forEach((row, i) => ids.set(row, i * t));
+    out.push({ ids, shape: [part.length, t] });
+  }
+  return out;
 }

@@ -58,8 +58,12 @@ export { evaluationProtocol, type EvaluationProtocol } from './evaluationProtoco
 export { writeDemoReport, runVersions, type DemoReportInput } from './writeDemoReport.js';
 export { Stage1Monitor, type Stage1Progress } from './Stage1Monitor.js';
 export { queueDepths, workersOverview, THROUGHPUT_WINDOW_S, type QueueDepth, type WorkerView } from './clusterOverview.js';
-export { PipelineSession, type PipelineSessionOptions, type StageReady } from './PipelineSession.js';
-export type { StageStats, PipelineStageArgs } from './pipelineStageCompute.js';
+export { PipelineSession, microBatches, type PipelineSessionOptions, type StageReady, type MicroBatchRows, type PipelineGradients } from './PipelineSession.js';
+export { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
+export { PipelineStage1Executor, type PipelineRoundCompute } from './PipelineStage1Executor.js';
+export { runPipelineStage1, type PipelineStage1Options, type PipelineStage1Result } from './runPipelineStage1.js';
+export { planPipeline } from './planPipeline.js';
+export type { StageStats, PipelineStageArgs, StageTrainHeader } from './pipelineStageCompute.js';
 export { PIPELINE_STAGE_COMPUTE } from './pipelineHandlers.js';
-export { runPipelineEvaluation, planPipeline, type PipelineEvaluationOptions, type PipelineEvaluationResult } from './runPipelineEvaluation.js';
+export { runPipelineEvaluation, type PipelineEvaluationOptions, type PipelineEvaluationResult } from './runPipelineEvaluation.js';
 export { peakRssBytes } from './peakRss.js';

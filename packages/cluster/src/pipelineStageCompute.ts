@@ -1,10 +1,21 @@
 // The body of a `pipeline.stage` job: runs inside a compute thread (ComputeExecutor), so the worker's
 // event loop keeps renewing the job's lock while this stage computes. It holds its sockets itself:
-// activations go from this thread straight to the next stage's thread, never through the coordinator.
+// activations go from this thread straight to the next stage's thread, and gradients straight back to
+// the previous one, never through the coordinator.
+//
+// Messages (PipelineSession is the other side):
+//   coordinator → every stage: `route` (the stages' addresses, forwarded down the chain), `params`
+//     (the stage's harmonizers, versioned), `collect` (send the round's summed gradients), `abort`;
+//   along the chain: `batch` (token rows, plus the hidden state after stage 0; with a mask, harmonizers
+//     stand in for blocks; with `train`, the stages keep their inputs for the backward pass), `end`;
+//   back along the chain: `grad` (the loss's gradient w.r.t. the receiving stage's output);
+//   stage → coordinator: `ready`, `nll` (last stage, forward batches), `backward-done` (the lowest
+//     stage that needs a gradient, train batches), `grads` (answer to `collect`), `end`.
 import { createLogger } from '@scaleot/core';
 import { loadStage, type ComputeTaskContext } from '@scaleot/model';
 import type { JobPayload } from '@scaleot/queue';
-import { PipelineInbox, PipelineOutbox, TensorSet, type JsonValue } from '@scaleot/transport';
+import { stageBackward, stageMaskedForward, syncHarmonizers, type Harmonizer, type StageRoundSettings } from '@scaleot/scaleot';
+import { PipelineInbox, PipelineOutbox, TensorSet, type JsonValue, type PipelineMessage } from '@scaleot/transport';
 import * as tf from '@tensorflow/tfjs';
 import { resolveArtifact } from './clusterConfig.js';
 import { peakRssBytes } from './peakRss.js';
@@ -46,6 +57,26 @@ const peakRss = () => peakRssBytes();
 /** Wall-clock ms with sub-ms precision, comparable across the processes of one machine (and NTP-synced ones). */
 const wallMs = () => performance.timeOrigin + performance.now();
 
+/** What a `train` batch asks of the stages besides the mask (see StageRoundSettings), and where the backward pass stops. */
+export interface StageTrainHeader extends Omit<StageRoundSettings, 'mask'> {
+  /** The lowest stage that holds an active harmonizer: stages below it need no gradient. */
+  lowest: number;
+}
+
+interface SavedInput {
+  input: tf.Tensor;
+  targets?: tf.Tensor2D;
+  settings: StageRoundSettings;
+  lowest: number;
+}
+
+interface MicroBatchGradients {
+  grads: Map<string, tf.Tensor>;
+  nllSum: number;
+  /** rows × this stage's share of the alignment term. */
+  alignRows: number;
+}
+
 export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTaskContext): Promise<StageStats & { loadSeconds: number; bytesRead: number }> {
   const { payload } = args;
   const index = payload.stageIndex;
@@ -55,9 +86,161 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const inbox = await PipelineInbox.bind(`tcp://${args.bindHost}:*`, args.advertiseHost, { receiveTimeoutMs: args.routeTimeoutMs ?? 300_000 });
   const control = PipelineOutbox.connect(payload.controlAddress);
-  let next: PipelineOutbox | undefined;
+  const links: { next?: PipelineOutbox; previous?: PipelineOutbox } = {};
   const stats: StageStats = { stage: index, blocks: [payload.fromBlock, payload.toBlock], stepSeconds: 0, peakRssBytes: peakRss(), steps: 0, computeSeconds: 0, bytesSent: 0, bytesReceived: 0, hopBytes: 0, hopSeconds: 0 };
-  const statsJson = () => ({ ...stats, bytesSent: next?.bytesSent ?? 0, bytesReceived: inbox.bytesReceived, peakRssBytes: peakRss() }) as unknown as JsonValue;
+  const bytesSent = () => (links.next?.bytesSent ?? 0) + (links.previous?.bytesSent ?? 0);
+  const statsJson = () => ({ ...stats, bytesSent: bytesSent(), bytesReceived: inbox.bytesReceived, peakRssBytes: peakRss() }) as unknown as JsonValue;
+  // Stage 1: this stage's harmonizers (the coordinator's copy, sent each round), the inputs kept for
+  // the backward pass, and each micro-batch's gradients until the coordinator collects them.
+  const harmonizers = new Map<number, Harmonizer>();
+  let paramsVersion = -1;
+  const deferred: PipelineMessage[] = [];
+  const saved = new Map<number, SavedInput>();
+  const collected = new Map<number, MicroBatchGradients>();
+  const timed = <T>(work: () => T): T => {
+    const started = performance.now();
+    const out = work();
+    stats.stepSeconds = (performance.now() - started) / 1000;
+    stats.computeSeconds += stats.stepSeconds;
+    stats.steps++;
+    return out;
+  };
+
+  /** A `batch` message: forward through this stage (keeping the input of a train batch), then on or back. */
+  const forward = async (message: PipelineMessage): Promise<void> => {
+    const { header } = message;
+    const ids = message.tensors.require('ids');
+    const [rows, length] = ids.shape;
+    const mask = header.mask as number[] | undefined;
+    const train = header.train as unknown as StageTrainHeader | undefined;
+    const all = tf.tensor2d(ids.data as Int32Array, [rows, length], 'int32');
+    const input = stage.first ? tf.slice(all, [0, 0], [rows, length - 1]) : tf.tensor3d(message.tensors.require('hidden').data as Float32Array, message.tensors.require('hidden').shape as [number, number, number]);
+    const targets = last ? (tf.slice(all, [0, 1], [rows, length - 1]) as tf.Tensor2D) : undefined;
+    all.dispose();
+    const id = header.id as number;
+    if (train && last) {
+      // The last stage turns straight round: its forward and backward are one taped pass.
+      saved.set(id, { input, targets, settings: { ...train, mask: mask! }, lowest: train.lowest });
+      await backward(id, undefined);
+      return;
+    }
+    const out = timed(() =>
+      tf.tidy(() => {
+        const h = mask ? stageMaskedForward(stage, harmonizers, mask, input) : stage.forward(input);
+        return last ? stage.tokenNll(h, targets!) : h;
+      }),
+    );
+    if (train && index >= train.lowest) saved.set(id, { input, settings: { ...train, mask: mask! }, lowest: train.lowest });
+    else input.dispose();
+    const values = (await out.data()) as Float32Array;
+    const shape = out.shape;
+    // Σ NLL as the single-process rollout sums it (one float32 reduction), for stage-1 rollouts.
+    const nllSum = last ? tf.tidy(() => tf.sum(out).dataSync()[0]) : undefined;
+    out.dispose();
+    targets?.dispose();
+    const stamp = { runId: payload.runId, id, stats: [...((header.stats as JsonValue[]) ?? []), statsJson()], sentAt: wallMs() };
+    if (last) {
+      await control.send({ header: { type: 'nll', ...stamp, nllSum: nllSum! }, tensors: new TensorSet().add('nll', values, shape) });
+    } else {
+      // Mask, version and train settings travel on with the batch.
+      await links.next!.send({ header: { ...header, type: 'batch', ...stamp }, tensors: new TensorSet().add('ids', ids.data, ids.shape, 'I32').add('hidden', values, shape) });
+    }
+  };
+
+  /** Recomputes micro-batch `id` under a tape and sends the input's gradient back (or says it is done). */
+  const backward = async (id: number, upstream: tf.Tensor3D | undefined): Promise<void> => {
+    const kept = saved.get(id);
+    if (!kept) throw new ClusterError('PIPELINE_FAILED', `stage ${index} got the gradient of micro-batch ${id}, which it never saw forward`, { where: 'pipeline.stage' });
+    saved.delete(id);
+    const needInput = index > kept.lowest;
+    const result = timed(() => stageBackward(stage, harmonizers, kept.settings, { input: kept.input, targets: kept.targets, upstream, inputGrad: needInput }));
+    tf.dispose([kept.input, kept.targets, upstream].filter((t): t is tf.Tensor => t !== undefined));
+    collected.set(id, { grads: result.grads, nllSum: result.nllSum, alignRows: result.align * kept.input.shape[0] });
+    if (needInput) {
+      const g = result.inputGrad!;
+      const data = (await g.data()) as Float32Array;
+      const shape = g.shape;
+      g.dispose();
+      await links.previous!.send({ header: { type: 'grad', runId: payload.runId, id, stats: [statsJson()], sentAt: wallMs() }, tensors: new TensorSet().add('grad', data, shape) });
+    } else {
+      await control.send({ header: { type: 'backward-done', runId: payload.runId, id, stats: [statsJson()] }, tensors: new TensorSet() });
+    }
+  };
+
+  /** `collect`: the micro-batches' gradients summed in micro-batch order (the single-process order). */
+  const collect = async (): Promise<void> => {
+    const ids = [...collected.keys()].sort((a, b) => a - b);
+    const sums = new Map<string, tf.Tensor>();
+    let nllSum = 0;
+    let alignSum = 0;
+    for (const id of ids) {
+      const part = collected.get(id)!;
+      nllSum += part.nllSum;
+      alignSum += part.alignRows;
+      for (const [name, g] of part.grads) {
+        const prev = sums.get(name);
+        if (!prev) sums.set(name, g);
+        else {
+          sums.set(name, tf.add(prev, g));
+          tf.dispose([prev, g]);
+        }
+      }
+    }
+    collected.clear();
+    const tensors = new TensorSet();
+    for (const [name, g] of sums) {
+      tensors.add(name, (await g.data()) as Float32Array, g.shape);
+      g.dispose();
+    }
+    await control.send({ header: { type: 'grads', runId: payload.runId, stage: index, microBatches: ids.length, nllSum, alignSum, stats: [statsJson()] }, tensors });
+  };
+
+  const handle = async (message: PipelineMessage & { bytes?: number }, waitingSince: number, receivedAt: number): Promise<'end' | void> => {
+    const { header } = message;
+    switch (header.type) {
+      case 'route': {
+        inbox.setReceiveTimeout(args.idleTimeoutMs);
+        const addresses = header.addresses as string[];
+        links.next = last ? control : PipelineOutbox.connect(addresses[index + 1]);
+        if (index > 0) links.previous = PipelineOutbox.connect(addresses[index - 1]);
+        if (!last) await links.next.send({ header, tensors: new TensorSet() });
+        return;
+      }
+      case 'params': {
+        const weights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+        for (const [name, t] of message.tensors) weights.set(name, { data: t.data as Float32Array, shape: t.shape });
+        syncHarmonizers(harmonizers, weights, stage.config.hiddenSize, stage.config.normEps);
+        paramsVersion = header.version as number;
+        // Batches of this version that overtook their parameters (they came another way) run now.
+        for (const waiting of deferred.splice(0)) await handle(waiting, receivedAt, receivedAt);
+        return;
+      }
+      case 'collect':
+        await collect();
+        return;
+      case 'end':
+        // The end marker collects every stage's final figures on its way to the coordinator.
+        await links.next!.send({ header: { ...header, stats: [...((header.stats as JsonValue[]) ?? []), statsJson()] }, tensors: new TensorSet() });
+        return 'end';
+    }
+    if (!links.next) throw new ClusterError('PIPELINE_FAILED', `stage ${index} got "${header.type}" before its route`, { where: 'pipeline.stage' });
+    if (header.type === 'grad') {
+      const g = message.tensors.require('grad');
+      await backward(header.id as number, tf.tensor3d(g.data as Float32Array, g.shape as [number, number, number]));
+      return;
+    }
+    if (header.type !== 'batch') throw new ClusterError('PIPELINE_FAILED', `stage ${index} cannot handle a "${header.type}" message`, { where: 'pipeline.stage' });
+    if (typeof header.version === 'number' && header.version !== paramsVersion) {
+      deferred.push(message);
+      return;
+    }
+    if (!stage.first && typeof header.sentAt === 'number' && message.bytes !== undefined) {
+      stats.hopBytes += message.bytes;
+      stats.hopSeconds += Math.max(0, receivedAt - Math.max(header.sentAt, waitingSince)) / 1000;
+    }
+    await forward(message);
+  };
+
   try {
     await control.send({ header: { type: 'ready', runId: payload.runId, stage: index, address: inbox.address, bytesRead, loadSeconds, peakRssBytes: peakRss() }, tensors: new TensorSet() });
     ctx.progress({ stage: index, phase: 'ready', address: inbox.address });
@@ -66,59 +249,25 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
       const waitingSince = wallMs();
       const message = await inbox.receive();
       const receivedAt = wallMs();
-      const { header } = message;
-      if (header.runId !== payload.runId) continue;
-      if (header.type === 'abort') {
+      if (message.header.runId !== payload.runId) continue;
+      if (message.header.type === 'abort') {
         // The coordinator gave this run up (another stage died): free the worker for the next plan.
-        log.warn({ runId: payload.runId, stage: index, reason: header.reason }, 'pipeline run aborted');
+        log.warn({ runId: payload.runId, stage: index, reason: message.header.reason }, 'pipeline run aborted');
         break;
       }
-      if (header.type === 'route') {
-        inbox.setReceiveTimeout(args.idleTimeoutMs);
-        const addresses = header.addresses as string[];
-        next = last ? control : PipelineOutbox.connect(addresses[index + 1]);
-        if (!last) await next.send({ header, tensors: new TensorSet() });
-        continue;
-      }
-      if (!next) throw new ClusterError('PIPELINE_FAILED', `stage ${index} got "${header.type}" before its route`, { where: 'pipeline.stage' });
-      if (header.type === 'end') {
-        // The end marker collects every stage's final figures on its way to the coordinator.
-        await next.send({ header: { ...header, stats: [...((header.stats as JsonValue[]) ?? []), statsJson()] }, tensors: new TensorSet() });
-        break;
-      }
-      if (header.type !== 'batch') throw new ClusterError('PIPELINE_FAILED', `stage ${index} cannot handle a "${header.type}" message`, { where: 'pipeline.stage' });
-      if (!stage.first && typeof header.sentAt === 'number') {
-        stats.hopBytes += message.bytes;
-        stats.hopSeconds += Math.max(0, receivedAt - Math.max(header.sentAt, waitingSince)) / 1000;
-      }
-      const ids = message.tensors.require('ids');
-      const [rows, length] = ids.shape;
-      const started = performance.now();
-      const out = tf.tidy(() => {
-        const all = tf.tensor2d(ids.data as Int32Array, [rows, length], 'int32');
-        const input = stage.first ? tf.slice(all, [0, 0], [rows, length - 1]) : tf.tensor3d(message.tensors.require('hidden').data as Float32Array, message.tensors.require('hidden').shape as [number, number, number]);
-        const h = stage.forward(input);
-        return last ? stage.tokenNll(h, tf.slice(all, [0, 1], [rows, length - 1]) as tf.Tensor2D) : h;
-      });
-      const values = (await out.data()) as Float32Array;
-      const shape = out.shape;
-      out.dispose();
-      stats.stepSeconds = (performance.now() - started) / 1000;
-      stats.computeSeconds += stats.stepSeconds;
-      stats.steps++;
-      const trail = [...((header.stats as JsonValue[]) ?? []), statsJson()];
-      const tensors = new TensorSet();
-      if (last) tensors.add('nll', values, shape);
-      else tensors.add('ids', ids.data, ids.shape, 'I32').add('hidden', values, shape);
-      await next.send({ header: { type: last ? 'nll' : 'batch', runId: payload.runId, id: header.id, stats: trail, sentAt: wallMs() }, tensors });
+      if ((await handle(message, waitingSince, receivedAt)) === 'end') break;
     }
-    const final = { ...stats, bytesSent: next?.bytesSent ?? 0, bytesReceived: inbox.bytesReceived, peakRssBytes: peakRss(), loadSeconds, bytesRead };
+    const final = { ...stats, bytesSent: bytesSent(), bytesReceived: inbox.bytesReceived, peakRssBytes: peakRss(), loadSeconds, bytesRead };
     log.info({ runId: payload.runId, ...final }, 'pipeline stage done');
     return final;
   } finally {
-    if (next && next !== control) next.close();
+    if (links.next && links.next !== control) links.next.close();
+    links.previous?.close();
     control.close();
     inbox.close();
+    for (const kept of saved.values()) tf.dispose([kept.input, kept.targets].filter((t): t is tf.Tensor => t !== undefined));
+    for (const part of collected.values()) tf.dispose([...part.grads.values()]);
+    for (const h of harmonizers.values()) h.dispose();
     stage.dispose();
   }
 }

@@ -98,10 +98,11 @@ export class PipelineStage {
 
   /**
    * The stage's forward: the first stage takes ids int32 [b, t] (embedded here), the others the previous
-   * stage's hidden state [b, t, d]; returns the hidden state after this stage's blocks. Inference
-   * only: intermediates are freed block by block (use the blocks directly under a gradient tape).
+   * stage's hidden state [b, t, d]; returns the hidden state after this stage's blocks (or after
+   * `modules`, one per block, e.g. with harmonizers standing in for some). Inference only:
+   * intermediates are freed block by block (use the blocks directly under a gradient tape).
    */
-  forward(input: tf.Tensor, ctx?: BlockContext): tf.Tensor3D {
+  forward(input: tf.Tensor, ctx?: BlockContext, modules: readonly BlockModule[] = this.blocks): tf.Tensor3D {
     this.assertLive();
     let h: tf.Tensor3D;
     if (this.first) {
@@ -113,7 +114,8 @@ export class PipelineStage {
     }
     // One block's intermediates at a time (attention scores, MLP activations): a stage's peak memory is
     // its weights plus one block's working set, not every block's (the wasm heap never shrinks).
-    for (const block of this.blocks) {
+    if (modules.length !== this.blocks.length) throw new ModelError('BAD_ARGUMENT', `stage [${this.range.from}, ${this.range.to}) runs ${this.blocks.length} modules, got ${modules.length}`, { where: 'PipelineStage.forward' });
+    for (const block of modules) {
       const next = tf.tidy(() => block.apply(h, ctx));
       if (h !== input) h.dispose();
       h = next;

@@ -28,7 +28,12 @@ export interface MaskedForwardResult {
 
 /** Which module runs at each block-list position for `mask`. */
 export function maskedBlocks(model: CausalLM, harmonizers: ReadonlyMap<number, Harmonizer>, mask: readonly number[]): BlockModule[] {
-  return model.blocks.map((block) => {
+  return maskedModules(model.blocks, harmonizers, mask);
+}
+
+/** `blocks` (original blocks, in order) with the mask's harmonizers standing in for the replaced ones. */
+export function maskedModules(blocks: readonly BlockModule[], harmonizers: ReadonlyMap<number, Harmonizer>, mask: readonly number[]): BlockModule[] {
+  return blocks.map((block) => {
     const m = mask[block.sourceIndex];
     if (m === undefined || m === 1) return block;
     if (m !== 0) throw new ScaleotMethodError('BAD_MASK', `mask entries must be 0 or 1, block ${block.sourceIndex} has ${m}`, { where: 'mask' });
@@ -38,25 +43,41 @@ export function maskedBlocks(model: CausalLM, harmonizers: ReadonlyMap<number, H
   });
 }
 
+/** What {@link maskedSegment} returns: the hidden state after the segment and its alignment terms. */
+export interface MaskedSegmentResult {
+  h: tf.Tensor3D;
+  /** One per replaced block of the segment: ‖H_i(x) − block_i(x)‖² / ‖block_i(x) − x‖² (x and the target detached); empty unless asked. */
+  terms: tf.Scalar[];
+}
+
+/**
+ * A contiguous run of original blocks on hidden state `h`, the mask's harmonizers standing in for the
+ * replaced ones: the whole model's blocks in one process, one stage's share in a pipeline. Call it
+ * inside a tidy or a gradient tape.
+ */
+export function maskedSegment(blocks: readonly BlockModule[], harmonizers: ReadonlyMap<number, Harmonizer>, mask: readonly number[], h: tf.Tensor3D, withAlign = false): MaskedSegmentResult {
+  const modules = maskedModules(blocks, harmonizers, mask);
+  const terms: tf.Scalar[] = [];
+  modules.forEach((module, pos) => {
+    if (withAlign && module !== blocks[pos]) {
+      const x = stopGradient(h) as tf.Tensor3D;
+      const target = stopGradient(blocks[pos].apply(x));
+      const residual = tf.sub(target, x);
+      const err = tf.sub(module.apply(x), target);
+      terms.push(tf.div(tf.sum(tf.mul(err, err)), tf.add(stopGradient(tf.sum(tf.mul(residual, residual))), 1e-12)) as tf.Scalar);
+    }
+    h = module.apply(h);
+  });
+  return { h, terms };
+}
+
 /** Forward pass of the masked model on ids [b, T]; `withAlign` also computes the alignment term. */
 export function maskedForward(model: CausalLM, harmonizers: ReadonlyMap<number, Harmonizer>, mask: readonly number[], ids: tf.Tensor2D, withAlign = false): MaskedForwardResult {
-  const plan = maskedBlocks(model, harmonizers, mask);
   const out = tf.tidy(() => {
     const [b, t] = ids.shape;
     const inputs = tf.slice(ids, [0, 0], [b, t - 1]) as tf.Tensor2D;
     const targets = tf.slice(ids, [0, 1], [b, t - 1]);
-    let h = model.embed(inputs);
-    const terms: tf.Scalar[] = [];
-    plan.forEach((module, pos) => {
-      if (withAlign && module !== model.blocks[pos]) {
-        const x = stopGradient(h) as tf.Tensor3D;
-        const target = stopGradient(model.blocks[pos].apply(x));
-        const residual = tf.sub(target, x);
-        const err = tf.sub(module.apply(x), target);
-        terms.push(tf.div(tf.sum(tf.mul(err, err)), tf.add(stopGradient(tf.sum(tf.mul(residual, residual))), 1e-12)) as tf.Scalar);
-      }
-      h = module.apply(h);
-    });
+    const { h, terms } = maskedSegment(model.blocks, harmonizers, mask, model.embed(inputs), withAlign);
     const nll = crossEntropyPerToken(model.head(h), targets) as tf.Tensor2D;
     const result: { nll: tf.Tensor2D; align?: tf.Scalar } = { nll };
     if (terms.length > 0) result.align = tf.div(tf.addN(terms), terms.length) as tf.Scalar;
@@ -218,12 +239,12 @@ function idsTensor(batch: TokenBatch): tf.Tensor2D {
   return tf.tensor2d(batch.ids, [batch.rows, batch.seqLen], 'int32');
 }
 
-function sumNll(nll: tf.Tensor2D, batch: TokenBatch): tf.Scalar {
+export function sumNll(nll: tf.Tensor2D, batch: TokenBatch): tf.Scalar {
   if (!batch.lossMask) return tf.sum(nll);
   return tf.sum(tf.mul(nll, tf.tensor2d(batch.lossMask, [batch.rows, batch.seqLen - 1], 'float32')));
 }
 
-function countTokens(batch: TokenBatch): number {
+export function countTokens(batch: TokenBatch): number {
   if (!batch.lossMask) return batch.rows * (batch.seqLen - 1);
   let n = 0;
   for (const x of batch.lossMask) n += x;

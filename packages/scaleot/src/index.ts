@@ -10,10 +10,14 @@ export {
   HarmonizerOptimizer,
   rolloutLoss,
   activeVariables,
+  maskedModules,
+  maskedSegment,
+  type MaskedSegmentResult,
   type MaskedForwardResult,
   type GradientStepOptions,
   type GradientStepResult,
 } from './harmonizerStep.js';
+export { stageBackward, stageMaskedForward, syncHarmonizers, type StageRoundSettings, type StageBackwardInput, type StageBackwardResult } from './stageStep.js';
 export {
   runStage1,
   resolveStage1Hyper,
