@@ -42,9 +42,11 @@ interface Pending {
 export interface MicroBatchRows {
   ids: Int32Array;
   shape: [number, number];
+  /** [rows, T − 1]: 1 where a target counts in the loss. Default: every target. */
+  lossMask?: Float32Array;
 }
 
-/** A train step's result: each stage's gradients (summed over the micro-batches in order), merged by name. */
+/** A train step's result: each stage's gradients (summed over the micro-batches in order), merged by name (a weight two stages hold, a tied embedding, gets both stages' sum). */
 export interface PipelineGradients {
   grads: Map<string, { data: Float32Array; shape: number[] }>;
   /** Σ NLL over the batch (nats), from the last stage. */
@@ -77,6 +79,8 @@ export class PipelineSession {
   /** Direct links to the stages for `params` and `collect` (index 0 is `first`). */
   private readonly direct: PipelineOutbox[] = [];
   private readonly collecting = new Map<number, Pending>();
+  /** The last parameter version sent: every batch after it names it, so no stage computes with older parameters. */
+  private paramsVersion?: number;
   private ended?: { resolve: () => void; reject: (e: Error) => void };
   private failure?: Error;
   private readonly log: Logger;
@@ -144,29 +148,33 @@ export class PipelineSession {
   };
 
   /**
-   * Sends each stage its share of `tensors` (names → stage by `stageOf`) as parameter version
-   * `version`; batches naming that version wait on a stage until its parameters are there.
+   * Sends each stage its share of `tensors` (names → the stages holding them, by `stagesOf`) as
+   * parameter version `version`; every batch sent after it names the version and waits on a stage
+   * until its parameters are there (they travel another way). Weights (not harmonizers) sent are the
+   * ones a train step differentiates.
    */
-  async sendParams(version: number, tensors: TensorSet, stageOf: (name: string) => number): Promise<void> {
+  async sendParams(version: number, tensors: TensorSet, stagesOf: (name: string) => readonly number[]): Promise<void> {
+    this.paramsVersion = version;
     const shares = this.options.plan.stages.map(() => new TensorSet());
-    for (const [name, t] of tensors) shares[stageOf(name)].set(name, t);
+    for (const [name, t] of tensors) for (const stage of stagesOf(name)) shares[stage].set(name, t);
     await Promise.all(shares.map((share, i) => this.link(i).send({ header: { type: 'params', runId: this.options.runId, version }, tensors: share })));
   }
 
-  /** Σ NLL (nats, float32 reductions on the last stage) of each micro-batch, forward through the stages with `mask` and parameters `version`. */
-  async maskedNllSums(batches: readonly MicroBatchRows[], mask: readonly number[], version: number): Promise<number[]> {
-    const parts = batches.map((m) => this.send(m, { mask: [...mask], version }));
+  /** Σ NLL (nats, float32 reductions on the last stage) of each micro-batch, forward through the stages with `mask`. */
+  async maskedNllSums(batches: readonly MicroBatchRows[], mask: readonly number[]): Promise<number[]> {
+    const parts = batches.map((m) => this.send(m, { mask: [...mask] }));
     const out: number[] = [];
     for (const part of parts) out.push((await part).header.nllSum as number);
     return out;
   }
 
   /**
-   * One stage-1 gradient step: the micro-batches go forward and their gradients back (GPipe with
-   * re-materialisation), then every stage sends its harmonizers' gradients, summed in micro-batch order.
+   * One gradient step: the micro-batches go forward and their gradients back (GPipe with
+   * re-materialisation), then every stage sends the gradients of what it trains (the mask's
+   * harmonizers, the weights of the last `params`), summed in micro-batch order.
    */
-  async trainStep(batches: readonly MicroBatchRows[], mask: readonly number[], version: number, train: StageTrainHeader): Promise<PipelineGradients> {
-    const done = batches.map((m) => this.send(m, { mask: [...mask], version, train: train as unknown as JsonValue }));
+  async trainStep(batches: readonly MicroBatchRows[], mask: readonly number[], train: StageTrainHeader): Promise<PipelineGradients> {
+    const done = batches.map((m) => this.send(m, { mask: [...mask], train: train as unknown as JsonValue }));
     for (const d of done) await d;
     const replies = this.options.plan.stages.map(
       (stage) =>
@@ -182,7 +190,12 @@ export class PipelineSession {
       const message = await reply;
       out.nllSum += message.header.nllSum as number;
       out.alignSum += message.header.alignSum as number;
-      for (const [name, t] of message.tensors) out.grads.set(name, { data: Float32Array.from(t.data as Float32Array), shape: [...t.shape] });
+      for (const [name, t] of message.tensors) {
+        const data = t.data as Float32Array;
+        const seen = out.grads.get(name);
+        if (!seen) out.grads.set(name, { data: Float32Array.from(data), shape: [...t.shape] });
+        else for (let k = 0; k < data.length; k++) seen.data[k] += data[k];
+      }
     }
     return out;
   }
@@ -212,7 +225,7 @@ export class PipelineSession {
   }
 
   /** Sends one micro-batch into the first stage; resolves with the message that ends it (`nll`, or `backward-done` for a train batch). */
-  private send({ ids, shape }: MicroBatchRows, extra: Record<string, JsonValue>): Promise<PipelineMessage> {
+  private send({ ids, shape, lossMask }: MicroBatchRows, extra: Record<string, JsonValue>): Promise<PipelineMessage> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const result = new Promise<PipelineMessage>((resolve, reject) => this.pending.set(id, { resolve, reject }));
@@ -220,7 +233,11 @@ export class PipelineSession {
     // the first, so the others must not surface as unhandled rejections.
     result.catch(() => undefined);
     this.microBatches++;
-    this.first!.send({ header: { ...extra, type: 'batch', runId: this.options.runId, id }, tensors: new TensorSet().add('ids', ids, shape, 'I32') }).catch((err: Error) => this.fail(err));
+    const tensors = new TensorSet().add('ids', ids, shape, 'I32');
+    if (lossMask) tensors.add('lossMask', lossMask, [shape[0], shape[1] - 1]);
+    const header: PipelineMessage['header'] = { ...extra, type: 'batch', runId: this.options.runId, id };
+    if (this.paramsVersion !== undefined) header.version = this.paramsVersion;
+    this.first!.send({ header, tensors }).catch((err: Error) => this.fail(err));
     return result;
   }
 

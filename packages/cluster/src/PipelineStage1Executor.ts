@@ -42,15 +42,15 @@ export class PipelineStage1Executor implements Stage1Executor {
     const replaced = [...harmonizers.keys()].filter((i) => round.mask[i] === 0);
     const started = performance.now();
     const result = await this.pipeline.attempt(async (session) => {
-      const version = await this.sendHarmonizers(session);
+      await this.sendHarmonizers(session);
       const plan = this.pipeline.plan.stages;
       if (replaced.length === 0) {
         // Nothing replaced: no gradient, but the loss is still reported.
-        const sums = await session.maskedNllSums(batches, round.mask, version);
+        const sums = await session.maskedNllSums(batches, round.mask);
         return { grads: new Map<string, { data: Float32Array; shape: number[] }>(), nllSum: sums.reduce((a, b) => a + b, 0), alignSum: 0 };
       }
       const lowest = plan.findIndex((s) => replaced.some((i) => i >= s.from && i < s.to));
-      return session.trainStep(batches, round.mask, version, { tokenNorm: tokens, rowsNorm: rows.length, alignWeight: hyper.alignWeight, alignCount: replaced.length, lowest });
+      return session.trainStep(batches, round.mask, { tokenNorm: tokens, rowsNorm: rows.length, alignWeight: hyper.alignWeight, alignCount: replaced.length, lowest });
     });
     this.last = { gradientSeconds: (performance.now() - started) / 1000, rolloutSeconds: 0 };
     const grads = new Map<string, tf.Tensor>();
@@ -66,9 +66,9 @@ export class PipelineStage1Executor implements Stage1Executor {
     const tokens = rows.length * hyper.seqLen;
     const started = performance.now();
     const losses = await this.pipeline.attempt(async (session) => {
-      const version = await this.sendHarmonizers(session);
+      await this.sendHarmonizers(session);
       // Every candidate's micro-batches in flight together; each candidate's sum in micro-batch order.
-      const sums = await Promise.all(candidates.map((mask) => session.maskedNllSums(batches, mask, version)));
+      const sums = await Promise.all(candidates.map((mask) => session.maskedNllSums(batches, mask)));
       return sums.map((parts) => parts.reduce((a, b) => a + b, 0) / tokens);
     });
     this.last.rolloutSeconds = (performance.now() - started) / 1000;
@@ -81,19 +81,17 @@ export class PipelineStage1Executor implements Stage1Executor {
   }
 
   /** The harmonizers as they are now, each to the stage holding its block, as a new version. */
-  private async sendHarmonizers(session: PipelineSession): Promise<number> {
+  private async sendHarmonizers(session: PipelineSession): Promise<void> {
     const tensors = new TensorSet();
     const stageOfBlock = new Map<number, number>();
     for (const s of this.pipeline.plan.stages) for (let i = s.from; i < s.to; i++) stageOfBlock.set(i, s.index);
-    const owner = new Map<string, number>();
+    const owner = new Map<string, number[]>();
     for (const [i, h] of this.run!.harmonizers) {
       for (const [name, v] of h.namedVariables()) {
         tensors.set(name, createTensor((await v.data()) as Float32Array, v.shape));
-        owner.set(name, stageOfBlock.get(i)!);
+        owner.set(name, [stageOfBlock.get(i)!]);
       }
     }
-    const version = ++this.version;
-    await session.sendParams(version, tensors, (name) => owner.get(name)!);
-    return version;
+    await session.sendParams(++this.version, tensors, (name) => owner.get(name)!);
   }
 }

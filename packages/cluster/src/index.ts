@@ -63,6 +63,8 @@ export { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
 export { PipelineStage1Executor, type PipelineRoundCompute } from './PipelineStage1Executor.js';
 export { runPipelineStage1, type PipelineStage1Options, type PipelineStage1Result } from './runPipelineStage1.js';
 export { planPipeline } from './planPipeline.js';
+export { PipelineTrainer } from './PipelineTrainer.js';
+export { runPipelineTraining, type PipelineTrainingOptions, type PipelineTrainingResult } from './runPipelineTraining.js';
 export type { StageStats, PipelineStageArgs, StageTrainHeader } from './pipelineStageCompute.js';
 export { PIPELINE_STAGE_COMPUTE } from './pipelineHandlers.js';
 export { runPipelineEvaluation, type PipelineEvaluationOptions, type PipelineEvaluationResult } from './runPipelineEvaluation.js';

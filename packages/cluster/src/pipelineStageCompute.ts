@@ -5,9 +5,11 @@
 //
 // Messages (PipelineSession is the other side):
 //   coordinator → every stage: `route` (the stages' addresses, forwarded down the chain), `params`
-//     (the stage's harmonizers, versioned), `collect` (send the round's summed gradients), `abort`;
-//   along the chain: `batch` (token rows, plus the hidden state after stage 0; with a mask, harmonizers
-//     stand in for blocks; with `train`, the stages keep their inputs for the backward pass), `end`;
+//     (versioned: the stage's harmonizers, and the weights being trained, which the backward pass then
+//     differentiates), `collect` (send the step's summed gradients), `abort`;
+//   along the chain: `batch` (token rows and their loss mask, plus the hidden state after stage 0; with
+//     a mask, harmonizers stand in for blocks; with `train`, the stages keep their inputs for the
+//     backward pass), `end`;
 //   back along the chain: `grad` (the loss's gradient w.r.t. the receiving stage's output);
 //   stage → coordinator: `ready`, `nll` (last stage, forward batches), `backward-done` (the lowest
 //     stage that needs a gradient, train batches), `grads` (answer to `collect`), `end`.
@@ -66,6 +68,7 @@ export interface StageTrainHeader extends Omit<StageRoundSettings, 'mask'> {
 interface SavedInput {
   input: tf.Tensor;
   targets?: tf.Tensor2D;
+  lossMask?: tf.Tensor2D;
   settings: StageRoundSettings;
   lowest: number;
 }
@@ -93,6 +96,9 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
   // Stage 1: this stage's harmonizers (the coordinator's copy, sent each round), the inputs kept for
   // the backward pass, and each micro-batch's gradients until the coordinator collects them.
   const harmonizers = new Map<number, Harmonizer>();
+  // Tuning and full fine-tuning: the weights the coordinator trains (sent each step, versioned).
+  const weights = stage.namedWeights();
+  const trained = new Map<string, tf.Variable>();
   let paramsVersion = -1;
   const deferred: PipelineMessage[] = [];
   const saved = new Map<number, SavedInput>();
@@ -117,10 +123,12 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     const input = stage.first ? tf.slice(all, [0, 0], [rows, length - 1]) : tf.tensor3d(message.tensors.require('hidden').data as Float32Array, message.tensors.require('hidden').shape as [number, number, number]);
     const targets = last ? (tf.slice(all, [0, 1], [rows, length - 1]) as tf.Tensor2D) : undefined;
     all.dispose();
+    const maskTensor = message.tensors.get('lossMask');
+    const lossMask = last && maskTensor ? tf.tensor2d(maskTensor.data as Float32Array, maskTensor.shape as [number, number]) : undefined;
     const id = header.id as number;
     if (train && last) {
       // The last stage turns straight round: its forward and backward are one taped pass.
-      saved.set(id, { input, targets, settings: { ...train, mask: mask! }, lowest: train.lowest });
+      saved.set(id, { input, targets, lossMask, settings: { ...train, mask: mask ?? [] }, lowest: train.lowest });
       await backward(id, undefined);
       return;
     }
@@ -130,8 +138,9 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
         return last ? stage.tokenNll(h, targets!) : h;
       }),
     );
-    if (train && index >= train.lowest) saved.set(id, { input, settings: { ...train, mask: mask! }, lowest: train.lowest });
+    if (train && index >= train.lowest) saved.set(id, { input, settings: { ...train, mask: mask ?? [] }, lowest: train.lowest });
     else input.dispose();
+    lossMask?.dispose();
     const values = (await out.data()) as Float32Array;
     const shape = out.shape;
     // Σ NLL as the single-process rollout sums it (one float32 reduction), for stage-1 rollouts.
@@ -142,8 +151,10 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     if (last) {
       await control.send({ header: { type: 'nll', ...stamp, nllSum: nllSum! }, tensors: new TensorSet().add('nll', values, shape) });
     } else {
-      // Mask, version and train settings travel on with the batch.
-      await links.next!.send({ header: { ...header, type: 'batch', ...stamp }, tensors: new TensorSet().add('ids', ids.data, ids.shape, 'I32').add('hidden', values, shape) });
+      // Mask, version, train settings, ids and loss mask travel on with the batch.
+      const onward = new TensorSet();
+      for (const [name, t] of message.tensors) if (name !== 'hidden') onward.set(name, t);
+      await links.next!.send({ header: { ...header, type: 'batch', ...stamp }, tensors: onward.add('hidden', values, shape) });
     }
   };
 
@@ -153,8 +164,8 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     if (!kept) throw new ClusterError('PIPELINE_FAILED', `stage ${index} got the gradient of micro-batch ${id}, which it never saw forward`, { where: 'pipeline.stage' });
     saved.delete(id);
     const needInput = index > kept.lowest;
-    const result = timed(() => stageBackward(stage, harmonizers, kept.settings, { input: kept.input, targets: kept.targets, upstream, inputGrad: needInput }));
-    tf.dispose([kept.input, kept.targets, upstream].filter((t): t is tf.Tensor => t !== undefined));
+    const result = timed(() => stageBackward(stage, harmonizers, kept.settings, { input: kept.input, targets: kept.targets, lossMask: kept.lossMask, upstream, inputGrad: needInput, weights: trained }));
+    tf.dispose([kept.input, kept.targets, kept.lossMask, upstream].filter((t): t is tf.Tensor => t !== undefined));
     collected.set(id, { grads: result.grads, nllSum: result.nllSum, alignRows: result.align * kept.input.shape[0] });
     if (needInput) {
       const g = result.inputGrad!;
@@ -207,9 +218,19 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
         return;
       }
       case 'params': {
-        const weights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
-        for (const [name, t] of message.tensors) weights.set(name, { data: t.data as Float32Array, shape: t.shape });
-        syncHarmonizers(harmonizers, weights, stage.config.hiddenSize, stage.config.normEps);
+        const harmonizerWeights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+        trained.clear();
+        for (const [name, t] of message.tensors) {
+          if (name.startsWith('harmonizers.')) {
+            harmonizerWeights.set(name, { data: t.data as Float32Array, shape: t.shape });
+            continue;
+          }
+          const v = weights.get(name);
+          if (!v || v.size !== t.data.length) throw new ClusterError('PIPELINE_FAILED', v ? `"${name}" has ${t.data.length} values, stage ${index} holds [${v.shape}]` : `stage ${index} (blocks ${payload.fromBlock}-${payload.toBlock}) holds no weight "${name}"`, { where: 'pipeline.stage params' });
+          tf.tidy(() => v.assign(tf.tensor(t.data as Float32Array, v.shape, 'float32')));
+          trained.set(name, v);
+        }
+        syncHarmonizers(harmonizers, harmonizerWeights, stage.config.hiddenSize, stage.config.normEps);
         paramsVersion = header.version as number;
         // Batches of this version that overtook their parameters (they came another way) run now.
         for (const waiting of deferred.splice(0)) await handle(waiting, receivedAt, receivedAt);
@@ -265,7 +286,7 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     links.previous?.close();
     control.close();
     inbox.close();
-    for (const kept of saved.values()) tf.dispose([kept.input, kept.targets].filter((t): t is tf.Tensor => t !== undefined));
+    for (const kept of saved.values()) tf.dispose([kept.input, kept.targets, kept.lossMask].filter((t): t is tf.Tensor => t !== undefined));
     for (const part of collected.values()) tf.dispose([...part.grads.values()]);
     for (const h of harmonizers.values()) h.dispose();
     stage.dispose();

@@ -22,7 +22,7 @@ export { saveEmulator, loadEmulator, buildEmulatorModel, stemParameterNames, lay
 export { LoraBlock, isLoraHost } from './LoraBlock.js';
 export { shiftedTokenNll, shiftedLossSum, nllScorer, logprobScorer } from './lmMath.js';
 export { TaskBatcher, type TaskBatcherOptions, type TaskBatcherState, type TrainRows } from './TaskBatcher.js';
-export { trainLoop, DEFAULT_TRAIN, type TrainHyperParameters, type TrainLoopOptions, type TrainStepInfo, type TrainResult } from './trainLoop.js';
+export { trainLoop, DEFAULT_TRAIN, type GradientExecutor, type TrainHyperParameters, type TrainLoopOptions, type TrainStepInfo, type TrainResult } from './trainLoop.js';
 export { saveAdapter, readAdapter, applyAdapter, isAdapterTensor, type LoadedAdapter } from './adapterArtifact.js';
 export { tuneAdapter, tuneAdapterInMemory, emulatorReplica, wrapWithLora, trainableAdapterVariables, adapterWeights, type TuneAdapterOptions, type TuneAdapterResult, type RunControl } from './tuneAdapter.js';
 export { plugIn, plugInModel, PLUGIN_RECORD, type PlugInOptions, type PlugInResult } from './plugIn.js';

@@ -59,6 +59,18 @@ export interface TrainStepInfo {
   seconds: number;
 }
 
+/**
+ * Where a run's gradients are computed when not on this thread (Ray Train's backend): data-parallel
+ * replicas, or a pipeline of stage workers for a model larger than one. The loop keeps the variables
+ * and the optimizer; the executor gets the trainable weights before the first step and after every
+ * update.
+ */
+export interface GradientExecutor {
+  /** Σ loss over the micro-batches (unnormalised) and the gradients of Σ loss / `normalizer`, by variable name. */
+  gradients(parts: TokenBatch[], normalizer: number): Promise<{ grads: Map<string, tf.Tensor>; lossSum: number }>;
+  loadTrainable(values: ReadonlyMap<string, Float32Array>): Promise<void>;
+}
+
 export interface TrainLoopOptions {
   /** Where resumable state goes (trainable weights + AdamW moments + step + data position). Default: none. */
   checkpointDir?: string;
@@ -86,6 +98,8 @@ export interface TrainLoopOptions {
   threads?: number;
   /** How replicas are built when the model is not what createModel(config, weights) gives (emulators, LoRA). */
   replica?: DataParallelTrainerOptions['replica'];
+  /** Computes the gradients elsewhere (a pipeline of stage workers); `threads` is then ignored. The caller closes it. */
+  executor?: GradientExecutor;
 }
 
 export interface TrainResult {
@@ -106,7 +120,7 @@ const STATE_TENSORS = 'train-state.safetensors';
  * uninterrupted run exactly (same weights, moments, step and data position).
  */
 export async function trainLoop(
-  model: CausalLM,
+  model: CausalLM | null,
   variables: Map<string, tf.Variable>,
   batcher: TaskBatcher,
   hyper: TrainHyperParameters,
@@ -114,24 +128,28 @@ export async function trainLoop(
 ): Promise<TrainResult> {
   const started = performance.now();
   if (variables.size === 0) throw new OffsiteError('NOTHING_TO_TRAIN', 'no trainable parameters were selected', { where: 'train' });
+  if (!model && !opts.executor) throw new OffsiteError('BAD_OPTION', 'trainLoop needs the model unless an executor computes the gradients', { where: 'train' });
   const optimizer = new AdamW(variables, { lr: hyper.lr, weightDecay: hyper.weightDecay });
   const schedule = warmupCosine({ warmupSteps: Math.min(hyper.warmupSteps, hyper.steps), totalSteps: hyper.steps, peakLr: hyper.lr, finalLrFraction: hyper.finalLrFraction });
-  const lossSum = opts.lossSum ?? ((ids: tf.Tensor2D, mask: tf.Tensor2D) => shiftedLossSum(model, ids, mask));
+  const lossSum = opts.lossSum ?? ((ids: tf.Tensor2D, mask: tf.Tensor2D) => shiftedLossSum(model!, ids, mask));
   const every = opts.checkpointEvery ?? 50;
   const fingerprint = trainFingerprint(hyper, variables);
   let resumedFrom = 0;
   let dp: DataParallelTrainer | undefined;
+  let executor = opts.executor;
   try {
     if (opts.checkpointDir && (opts.resume ?? true) && existsSync(join(opts.checkpointDir, STATE_JSON))) {
       resumedFrom = await loadTrainState(opts.checkpointDir, fingerprint, variables, optimizer, batcher);
     }
     const threads = Math.max(1, Math.floor(opts.threads ?? 1));
     if (threads > 1 && opts.lossSum) opts.logger?.info({ threads }, 'custom loss: training on one thread');
-    if (threads > 1 && !opts.lossSum) {
-      dp = await DataParallelTrainer.create(model, { threads, variables, replica: opts.replica, backend: tf.getBackend() as DataParallelTrainerOptions['backend'] });
-      await dp.loadTrainable(new Map([...variables].map(([n, v]) => [n, v.dataSync() as Float32Array])));
+    if (!executor && model && threads > 1 && !opts.lossSum) {
+      const replicas = await DataParallelTrainer.create(model, { threads, variables, replica: opts.replica, backend: tf.getBackend() as DataParallelTrainerOptions['backend'] });
+      dp = replicas;
+      executor = { gradients: (parts, normalizer) => replicas.gradients(shareOut(parts, replicas.threads), normalizer), loadTrainable: (values) => replicas.loadTrainable(values) };
       opts.logger?.info({ threads }, 'data-parallel training');
     }
+    if (executor) await executor.loadTrainable(new Map([...variables].map(([n, v]) => [n, v.dataSync() as Float32Array])));
     const last = Math.min(hyper.steps, opts.stopAfterStep ?? hyper.steps);
     const progress = new Progress({ total: hyper.steps, unit: 'step', label: opts.label ?? 'train', logger: opts.logger });
     if (resumedFrom > 0) progress.tick(resumedFrom);
@@ -160,8 +178,8 @@ export async function trainLoop(
         });
         parts.push({ ids, rows: part.length, seqLen: len, lossMask: mask });
       }
-      if (dp) {
-        const r = await dp.gradients(shareOut(parts, dp.threads), tokens);
+      if (executor) {
+        const r = await executor.gradients(parts, tokens);
         lossTotal = r.lossSum / tokens;
         gradMap = r.grads;
       } else {
@@ -184,7 +202,7 @@ export async function trainLoop(
       const lr = schedule(step);
       optimizer.apply(clipped, lr);
       tf.dispose([...clipped.values()]);
-      if (dp) await dp.loadTrainable(new Map(names.map((n, i) => [n, vars[i].dataSync() as Float32Array])));
+      if (executor) await executor.loadTrainable(new Map(names.map((n, i) => [n, vars[i].dataSync() as Float32Array])));
       losses.push(lossTotal);
       const info: TrainStepInfo = { step: step + 1, totalSteps: hyper.steps, loss: lossTotal, lr, gradNorm: norm, seconds: (performance.now() - t0) / 1000 };
       opts.onStep?.(info);

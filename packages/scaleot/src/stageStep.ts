@@ -5,10 +5,11 @@ import { activeVariables, maskedModules, maskedSegment } from './harmonizerStep.
 import { ScaleotMethodError } from './ScaleotMethodError.js';
 
 /**
- * Stage 1 on one pipeline stage: the stage's share of `harmonizerGradientStep` and `rolloutLoss`. A
- * stage holds original blocks [from, to) and the harmonizers of the middle blocks among them; chained
- * in order, the stages compute the single-process loss and, backward, its gradients (the same ops on
- * the same values: only the hidden state and its gradient cross the stage boundaries).
+ * Training on one pipeline stage: the stage's share of `harmonizerGradientStep` and `rolloutLoss`
+ * (stage 1), and of a training step on the model's own weights (tuning, full fine-tuning). A stage
+ * holds original blocks [from, to) and the harmonizers of the middle blocks among them; chained in
+ * order, the stages compute the single-process loss and, backward, its gradients (the same ops on the
+ * same values: only the hidden state and its gradient cross the stage boundaries).
  */
 
 /** What one stage-1 micro-batch asks of every stage (the whole batch's normalisers, as in `GradientStepOptions`). */
@@ -30,6 +31,10 @@ export interface StageBackwardInput {
   input: tf.Tensor;
   /** Last stage: the next-token targets int32 [b, T − 1]. */
   targets?: tf.Tensor2D;
+  /** Last stage: 1 where a target counts, [b, T − 1]. Default: every target. */
+  lossMask?: tf.Tensor2D;
+  /** The stage's own weights to differentiate too (tuning: its adapter blocks; full fine-tuning: all), by name. */
+  weights?: ReadonlyMap<string, tf.Variable>;
   /** Other stages: the loss's gradient w.r.t. this stage's output, from the next stage. */
   upstream?: tf.Tensor3D;
   /** Whether the previous stage needs the gradient w.r.t. this stage's input. */
@@ -39,9 +44,9 @@ export interface StageBackwardInput {
 export interface StageBackwardResult {
   /** The loss's gradient w.r.t. the stage's hidden input, when asked (never on the first stage). Caller disposes. */
   inputGrad?: tf.Tensor3D;
-  /** Gradients of this stage's harmonizers the mask routes through, by name. Caller disposes. */
+  /** Gradients of this stage's harmonizers the mask routes through and of `weights`, by name. Caller disposes. */
   grads: Map<string, tf.Tensor>;
-  /** Last stage: Σ NLL of the micro-batch (nats); 0 elsewhere. */
+  /** Last stage: Σ NLL (· lossMask) of the micro-batch (nats); 0 elsewhere. */
   nllSum: number;
   /** This stage's share of the alignment term (Σ of its terms / alignCount); 0 when off or nothing replaced here. */
   align: number;
@@ -60,11 +65,12 @@ export function stageMaskedForward(stage: PipelineStage, harmonizers: ReadonlyMa
  */
 export function stageBackward(stage: PipelineStage, harmonizers: ReadonlyMap<number, Harmonizer>, settings: StageRoundSettings, step: StageBackwardInput): StageBackwardResult {
   const active = activeVariables(harmonizers, settings.mask);
+  for (const [name, v] of step.weights ?? []) active.set(name, v);
   const names = [...active.keys()];
   const vars = [...active.values()];
   const wantInput = step.inputGrad && !stage.first;
   const xs: tf.Tensor[] = wantInput ? [step.input, ...vars] : vars;
-  if (xs.length === 0) throw new ScaleotMethodError('BAD_OPTION', `stage [${stage.range.from}, ${stage.range.to}) has nothing to differentiate: no harmonizer of it is active and no input gradient is asked`, { where: 'stageBackward' });
+  if (xs.length === 0) throw new ScaleotMethodError('BAD_OPTION', `stage [${stage.range.from}, ${stage.range.to}) has nothing to differentiate: no weight or harmonizer of it is trained and no input gradient is asked`, { where: 'stageBackward' });
   if (stage.last ? !step.targets : !step.upstream) throw new ScaleotMethodError('BAD_OPTION', stage.last ? 'the last stage needs the targets' : 'a stage before the last needs the upstream gradient', { where: 'stageBackward' });
   const rows = step.input.shape[0];
   const alignScale = (settings.alignWeight * rows) / settings.rowsNorm;
@@ -75,7 +81,8 @@ export function stageBackward(stage: PipelineStage, harmonizers: ReadonlyMap<num
       const { h, terms } = maskedSegment(stage.blocks, harmonizers, settings.mask, h0, settings.alignWeight > 0);
       let loss: tf.Scalar;
       if (stage.last) {
-        const nll = tf.sum(crossEntropyPerToken(stage.stem.head(h), step.targets!)) as tf.Scalar;
+        const tokenNll = crossEntropyPerToken(stage.stem.head(h), step.targets!);
+        const nll = tf.sum(step.lossMask ? tf.mul(tokenNll, step.lossMask) : tokenNll) as tf.Scalar;
         kept.nll = tf.keep(nll);
         loss = tf.div(nll, settings.tokenNorm) as tf.Scalar;
       } else {

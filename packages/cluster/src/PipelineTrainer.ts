@@ -1,0 +1,60 @@
+import { performance } from 'node:perf_hooks';
+import type { TokenBatch } from '@scaleot/model';
+import type { GradientExecutor } from '@scaleot/offsite';
+import { createTensor, TensorSet } from '@scaleot/transport';
+import * as tf from '@tensorflow/tfjs';
+import type { PipelineRun } from './PipelineRun.js';
+import type { PipelineSession } from './PipelineSession.js';
+
+/**
+ * Gradients of a training step (tuning, full fine-tuning) on a pipeline of stage workers, for
+ * `trainLoop`: each step the trainable weights go to the stages holding them (versioned), the
+ * micro-batches go forward and their gradients back, and every stage returns the gradients of the
+ * weights it holds, summed in micro-batch order. The loop keeps the weights and the optimizer, so a
+ * step a dead stage interrupted runs again whole under a new plan and the run stays the
+ * single-process one.
+ */
+export class PipelineTrainer implements GradientExecutor {
+  private weights = new Map<string, Float32Array>();
+  private version = 0;
+  /** Seconds of the last step through the stages. */
+  lastStepSeconds = 0;
+
+  /**
+   * `shapes`: the trainable weights' canonical names and shapes. `stagesOf`: which stages of a plan
+   * hold a weight (its block's stage; the embedding the first, the head the last, both for a tied one).
+   */
+  constructor(
+    private readonly pipeline: PipelineRun,
+    private readonly shapes: ReadonlyMap<string, readonly number[]>,
+    private readonly stagesOf: (name: string, plan: PipelineRun['plan']) => number[],
+  ) {}
+
+  async loadTrainable(values: ReadonlyMap<string, Float32Array>): Promise<void> {
+    this.weights = new Map([...values].map(([n, v]) => [n, Float32Array.from(v)]));
+  }
+
+  async gradients(parts: TokenBatch[], normalizer: number): Promise<{ grads: Map<string, tf.Tensor>; lossSum: number }> {
+    const batches = parts.map((p) => ({ ids: p.ids, shape: [p.rows, p.seqLen] as [number, number], lossMask: p.lossMask }));
+    const started = performance.now();
+    const result = await this.pipeline.attempt(async (session) => {
+      await this.sendWeights(session);
+      const holders = [...this.shapes.keys()].flatMap((n) => this.stagesOf(n, this.pipeline.plan));
+      return session.trainStep(batches, [], { tokenNorm: normalizer, rowsNorm: 1, alignWeight: 0, alignCount: 1, lowest: Math.min(...holders) });
+    });
+    this.lastStepSeconds = (performance.now() - started) / 1000;
+    const grads = new Map<string, tf.Tensor>();
+    for (const [name, shape] of this.shapes) {
+      const g = result.grads.get(name);
+      grads.set(name, g ? tf.tensor(g.data, g.shape, 'float32') : tf.zeros(shape as number[]));
+    }
+    return { grads, lossSum: result.nllSum };
+  }
+
+  /** Sends the current weights as a new version (also before evaluating the trained model on the stages). */
+  async sendWeights(session: PipelineSession): Promise<void> {
+    const tensors = new TensorSet();
+    for (const [name, shape] of this.shapes) tensors.set(name, createTensor(this.weights.get(name)!, shape));
+    await session.sendParams(++this.version, tensors, (name) => this.stagesOf(name, this.pipeline.plan));
+  }
+}

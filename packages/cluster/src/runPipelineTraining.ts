@@ -1,0 +1,91 @@
+import { createLogger } from '@scaleot/core';
+import { openModelCheckpoint, stageParameters, type StagePlan } from '@scaleot/model';
+import { DEFAULT_TRAIN, evaluateScored, resolveTask, TaskBatcher, trainLoop, type EvalResult, type TaskInput, type TrainHyperParameters, type TrainLoopOptions, type TrainResult } from '@scaleot/offsite';
+import { Tokenizer } from '@scaleot/tokenizer';
+import * as tf from '@tensorflow/tfjs';
+import { resolveArtifact } from './clusterConfig.js';
+import { ClusterError } from './ClusterError.js';
+import { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
+import { PipelineTrainer } from './PipelineTrainer.js';
+
+export interface PipelineTrainingOptions extends PipelineRunOptions {
+  task: TaskInput;
+  dataRoot?: string;
+  /** What is trained: every weight (the owner's full fine-tuning baseline) or these blocks whole (adapters tuned on the full model). */
+  trainable: 'all' | { blocks: number[] };
+  /** Defaults: DEFAULT_TRAIN. */
+  hyper?: Partial<TrainHyperParameters>;
+  /** Evaluate the trained model on the same stages afterwards (the task's protocol, as `scaleot eval`). Default: no. */
+  evaluate?: { maxBlocks?: number; maxExamples?: number; batchSize?: number };
+  onStep?: TrainLoopOptions['onStep'];
+}
+
+export interface PipelineTrainingResult {
+  train: TrainResult;
+  hyper: TrainHyperParameters;
+  /** The trained weights by canonical name (float32). */
+  weights: Map<string, { data: Float32Array; shape: number[] }>;
+  /** The trained model's score, when `evaluate` was given. */
+  evaluation?: EvalResult;
+  plan: StagePlan;
+  attempts: number;
+}
+
+/**
+ * Training on a model larger than one worker: `trainLoop` (the one training loop: batches, clipping,
+ * AdamW under warmup + cosine) with its gradients computed by a pipeline of stage workers. The loop
+ * process holds only the trained weights and their optimizer state (for adapters, a few blocks; for
+ * full fine-tuning, the whole model's weights and moments), the stages hold the blocks. Same seed,
+ * same run as single-process training up to float rounding; a stage that dies costs the step in hand.
+ */
+export async function runPipelineTraining(options: PipelineTrainingOptions): Promise<PipelineTrainingResult> {
+  const log = options.logger ?? createLogger('cluster.pipeline-train');
+  const modelDir = resolveArtifact(options.storageDir, options.model);
+  const task = await resolveTask(options.task, options.dataRoot);
+  const tokenizer = await Tokenizer.fromDir(modelDir);
+  const hyper = { ...DEFAULT_TRAIN, ...options.hyper };
+  const { checkpoint, family, config, names } = await openModelCheckpoint(modelDir, { checkTiedWeights: false });
+  const variables = new Map<string, tf.Variable>();
+  try {
+    const wanted = options.trainable === 'all' ? undefined : new Set(options.trainable.blocks);
+    for (const b of wanted ?? []) {
+      if (!Number.isInteger(b) || b < 0 || b >= config.nLayer) throw new ClusterError('BAD_OPTION', `trainable block ${b} is not a block of this ${config.nLayer}-block model`, { where: 'trainable.blocks' });
+    }
+    for (const [canonical, stored] of names) {
+      const block = family.naming.blockIndex(canonical);
+      if (wanted && (block === undefined || !wanted.has(block))) continue;
+      const values = await checkpoint.readFloat32(stored);
+      variables.set(canonical, tf.variable(tf.tensor(values, checkpoint.info(stored).shape, 'float32'), true, `pipeline-train/${canonical}`));
+    }
+  } catch (err) {
+    tf.dispose([...variables.values()]);
+    throw err;
+  } finally {
+    await checkpoint.close();
+  }
+  const stagesOf = (name: string, plan: StagePlan) => plan.stages.filter((s) => stageParameters(family, config, s).names.has(name)).map((s) => s.index);
+  const pipeline = await PipelineRun.open({ ...options, logger: log });
+  try {
+    const trainer = new PipelineTrainer(pipeline, new Map([...variables].map(([n, v]) => [n, v.shape])), stagesOf);
+    const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? config.maxPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
+    const train = await trainLoop(null, variables, batcher, hyper, { executor: trainer, onStep: options.onStep, logger: log, label: options.trainable === 'all' ? 'pipeline full-tune' : 'pipeline tune' });
+    const weights = new Map<string, { data: Float32Array; shape: number[] }>();
+    for (const [name, v] of variables) weights.set(name, { data: (await v.data()) as Float32Array, shape: v.shape });
+    let evaluation: EvalResult | undefined;
+    if (options.evaluate) {
+      const settings = options.evaluate;
+      await trainer.loadTrainable(new Map([...weights].map(([n, w]) => [n, w.data])));
+      evaluation = await pipeline.attempt(async (session) => {
+        await trainer.sendWeights(session);
+        return evaluateScored({ maxPositions: config.maxPositions, nll: session.nll }, task, tokenizer, { batchSize: settings.batchSize ?? 8, maxBlocks: settings.maxBlocks, maxExamples: settings.maxExamples, label: 'pipeline eval', logger: log });
+      });
+    }
+    await pipeline.close();
+    return { train, hyper, weights, evaluation, plan: pipeline.plan, attempts: pipeline.attempts };
+  } catch (err) {
+    await pipeline.abort(err as Error);
+    throw err;
+  } finally {
+    tf.dispose([...variables.values()]);
+  }
+}
