@@ -1,6 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runPipelineTraining } from '@scaleot/cluster';
 import { loadModel, useBackend, type CausalLM } from '@scaleot/model';
-import { DEFAULT_TRAIN, evaluateModel, resolveTask, TaskBatcher, trainLoop, type TrainHyperParameters } from '@scaleot/offsite';
+import { adapterWeights, DEFAULT_TRAIN, evaluateModel, loadEmulator, readAdapter, resolveTask, TaskBatcher, trainLoop, tuneAdapterInMemory, type TrainHyperParameters } from '@scaleot/offsite';
+import { buildScaleotEmulator } from '@scaleot/scaleot';
 import { Tokenizer } from '@scaleot/tokenizer';
 import type * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,21 +14,26 @@ import { LLAMA_24L, PIPELINE_PLAN, pipelineBudget, startWorkerPool, type WorkerP
 // Training sotu-llama-24l on 3 real stage workers (each may hold about 45% of the model): the owner's
 // full fine-tuning baseline and adapter tuning (blocks 0, 1, 22, 23) give the single-process runs with
 // the same seed, gradients flowing backward stage to stage over ZeroMQ; the full fine-tune's model is
-// then scored on the same stages. A fourth worker stands by for kill -9 of a stage mid-step.
+// then scored on the same stages; a data owner's adapter tuning on an emulator (SRC-factored middle)
+// gives the single-process adapter and emulator score. A fourth worker stands by for kill -9 of a
+// stage mid-step.
 const HYPER: Partial<TrainHyperParameters> = { steps: 3, batchSize: 4, microBatchSize: 2, seqLen: 32, lr: 1e-3, warmupSteps: 1, seed: 5 };
 const ADAPTERS = [0, 1, 22, 23];
 const EVAL_BLOCKS = 4;
 let pool: WorkerPool;
 let budget: number;
+let scratch: string;
 
 beforeAll(async () => {
   pool = await startWorkerPool('pipetrain', 4, { SCALEOT_JOB_LOCK_MS: '2000', SCALEOT_STALLED_INTERVAL_MS: '1000' });
   await useBackend('wasm');
   budget = await pipelineBudget(LLAMA_24L, 0.45);
+  scratch = await mkdtemp(join(tmpdir(), 'scaleot-pipetrain-'));
 });
 
 afterAll(async () => {
   await pool?.stop();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
 /** Single-process trainLoop on the loaded model (one thread), training `select`'s weights. */
@@ -99,6 +108,27 @@ describe('pipeline-parallel training across worker processes', () => {
       expect(relativeDifference(run.weights, single.weights)).toBeLessThan(1e-5);
     } finally {
       single.model.dispose();
+    }
+  });
+
+  it("a data owner's adapter tuning on an emulator over 3 stages = single process: adapter artifact and emulator score", async () => {
+    const { outDir: emulatorDir } = await buildScaleotEmulator({ modelDir: LLAMA_24L, outDir: join(scratch, 'emulator'), alpha: 0, beta: 0.5, srcStorage: 'factors' });
+    const adapterDir = join(scratch, 'adapter');
+    const run = await runPipelineTraining({ queue: pool.queue, model: emulatorDir, storageDir: pool.storage, task: 'moby', dataRoot: DATA_ROOT, trainable: 'adapters', hyper: HYPER, budgets: [budget, budget, budget], plan: PIPELINE_PLAN, evaluate: { maxBlocks: EVAL_BLOCKS, batchSize: EVAL_BLOCKS }, adapterOutDir: adapterDir });
+    const emu = await loadEmulator(emulatorDir);
+    try {
+      const task = await resolveTask('moby', DATA_ROOT);
+      const tokenizer = await Tokenizer.fromDir(emulatorDir);
+      const single = await tuneAdapterInMemory(emu, task, tokenizer, { ...DEFAULT_TRAIN, ...HYPER }, null, { threads: 1 });
+      expect(run.plan.stages).toHaveLength(3);
+      run.train.losses.forEach((l, k) => expect(Math.abs(l - single.train.losses[k])).toBeLessThan(1e-5));
+      // The artifact `scaleot tune` would write, with the single-process weights.
+      const stored = await readAdapter(adapterDir);
+      expect(relativeDifference(stored.tensors, adapterWeights(emu) as Map<string, tf.Variable>)).toBeLessThan(1e-5);
+      const score = await evaluateModel(emu.model, task, tokenizer, { maxBlocks: EVAL_BLOCKS, batchSize: EVAL_BLOCKS });
+      expect(Math.abs(run.evaluation!.value - score.value) / score.value).toBeLessThan(1e-5);
+    } finally {
+      emu.model.dispose();
     }
   });
 });

@@ -14,7 +14,8 @@
 //   stage → coordinator: `ready`, `nll` (last stage, forward batches), `backward-done` (the lowest
 //     stage that needs a gradient, train batches), `grads` (answer to `collect`), `end`.
 import { createLogger } from '@scaleot/core';
-import { loadStage, type ComputeTaskContext } from '@scaleot/model';
+import type { ComputeTaskContext } from '@scaleot/model';
+import { loadPipelineStage } from '@scaleot/offsite';
 import type { JobPayload } from '@scaleot/queue';
 import { stageBackward, stageMaskedForward, syncHarmonizers, type Harmonizer, type StageRoundSettings } from '@scaleot/scaleot';
 import { PipelineInbox, PipelineOutbox, TensorSet, type JsonValue, type PipelineMessage } from '@scaleot/transport';
@@ -85,7 +86,7 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
   const index = payload.stageIndex;
   const last = index === payload.stageCount - 1;
   const loadStarted = performance.now();
-  const { stage, bytesRead } = await loadStage(resolveArtifact(args.storageDir, payload.model), { from: payload.fromBlock, to: payload.toBlock }, { trainable: false });
+  const { stage, bytesRead } = await loadPipelineStage(resolveArtifact(args.storageDir, payload.model), { from: payload.fromBlock, to: payload.toBlock }, { trainable: false });
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const inbox = await PipelineInbox.bind(`tcp://${args.bindHost}:*`, args.advertiseHost, { receiveTimeoutMs: args.routeTimeoutMs ?? 300_000 });
   const control = PipelineOutbox.connect(payload.controlAddress);

@@ -1,6 +1,21 @@
 import { createLogger } from '@scaleot/core';
-import { openModelCheckpoint, stageParameters, type StagePlan } from '@scaleot/model';
-import { DEFAULT_TRAIN, evaluateScored, resolveTask, TaskBatcher, trainLoop, type EvalResult, type TaskInput, type TrainHyperParameters, type TrainLoopOptions, type TrainResult } from '@scaleot/offsite';
+import { stageParameters, type StagePlan } from '@scaleot/model';
+import {
+  DEFAULT_TRAIN,
+  evaluateScored,
+  readTrainableWeights,
+  resolveTask,
+  saveAdapter,
+  TaskBatcher,
+  trainLoop,
+  type AdapterManifest,
+  type EvalResult,
+  type TaskInput,
+  type TrainableSelection,
+  type TrainHyperParameters,
+  type TrainLoopOptions,
+  type TrainResult,
+} from '@scaleot/offsite';
 import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
 import { resolveArtifact } from './clusterConfig.js';
@@ -11,12 +26,18 @@ import { PipelineTrainer } from './PipelineTrainer.js';
 export interface PipelineTrainingOptions extends PipelineRunOptions {
   task: TaskInput;
   dataRoot?: string;
-  /** What is trained: every weight (the owner's full fine-tuning baseline) or these blocks whole (adapters tuned on the full model). */
-  trainable: 'all' | { blocks: number[] };
+  /**
+   * What is trained: 'all' (the owner's full fine-tuning baseline, `model` a model), 'adapters' (a data
+   * owner's tuning, `model` an emulator), or these blocks whole.
+   */
+  trainable: TrainableSelection;
   /** Defaults: DEFAULT_TRAIN. */
   hyper?: Partial<TrainHyperParameters>;
   /** Evaluate the trained model on the same stages afterwards (the task's protocol, as `scaleot eval`). Default: no. */
   evaluate?: { maxBlocks?: number; maxExamples?: number; batchSize?: number };
+  /** Tuning an emulator's adapters: write the adapter artifact here (what `scaleot tune` writes). */
+  adapterOutDir?: string;
+  overwrite?: boolean;
   onStep?: TrainLoopOptions['onStep'];
 }
 
@@ -27,6 +48,8 @@ export interface PipelineTrainingResult {
   weights: Map<string, { data: Float32Array; shape: number[] }>;
   /** The trained model's score, when `evaluate` was given. */
   evaluation?: EvalResult;
+  /** The adapter artifact's manifest, when `adapterOutDir` was given. */
+  adapter?: AdapterManifest;
   plan: StagePlan;
   attempts: number;
 }
@@ -40,32 +63,17 @@ export interface PipelineTrainingResult {
  */
 export async function runPipelineTraining(options: PipelineTrainingOptions): Promise<PipelineTrainingResult> {
   const log = options.logger ?? createLogger('cluster.pipeline-train');
-  const modelDir = resolveArtifact(options.storageDir, options.model);
+  const dir = resolveArtifact(options.storageDir, options.model);
   const task = await resolveTask(options.task, options.dataRoot);
-  const tokenizer = await Tokenizer.fromDir(modelDir);
+  const tokenizer = await Tokenizer.fromDir(dir);
   const hyper = { ...DEFAULT_TRAIN, ...options.hyper };
-  const { checkpoint, family, config, names } = await openModelCheckpoint(modelDir, { checkTiedWeights: false });
-  const variables = new Map<string, tf.Variable>();
-  try {
-    const wanted = options.trainable === 'all' ? undefined : new Set(options.trainable.blocks);
-    for (const b of wanted ?? []) {
-      if (!Number.isInteger(b) || b < 0 || b >= config.nLayer) throw new ClusterError('BAD_OPTION', `trainable block ${b} is not a block of this ${config.nLayer}-block model`, { where: 'trainable.blocks' });
-    }
-    for (const [canonical, stored] of names) {
-      const block = family.naming.blockIndex(canonical);
-      if (wanted && (block === undefined || !wanted.has(block))) continue;
-      const values = await checkpoint.readFloat32(stored);
-      variables.set(canonical, tf.variable(tf.tensor(values, checkpoint.info(stored).shape, 'float32'), true, `pipeline-train/${canonical}`));
-    }
-  } catch (err) {
-    tf.dispose([...variables.values()]);
-    throw err;
-  } finally {
-    await checkpoint.close();
-  }
+  const { weights: initial, config, family, emulator } = await readTrainableWeights(dir, options.trainable);
+  if (options.adapterOutDir && (!emulator || options.trainable !== 'adapters')) throw new ClusterError('BAD_OPTION', 'an adapter artifact comes from tuning an emulator\'s adapters (trainable "adapters")', { where: 'adapterOutDir' });
+  const variables = new Map([...initial].map(([name, w]) => [name, tf.variable(tf.tensor(w.data, w.shape, 'float32'), true, `pipeline-train/${name}`)]));
   const stagesOf = (name: string, plan: StagePlan) => plan.stages.filter((s) => stageParameters(family, config, s).names.has(name)).map((s) => s.index);
-  const pipeline = await PipelineRun.open({ ...options, logger: log });
+  let pipeline: PipelineRun | undefined;
   try {
+    pipeline = await PipelineRun.open({ ...options, logger: log });
     const trainer = new PipelineTrainer(pipeline, new Map([...variables].map(([n, v]) => [n, v.shape])), stagesOf);
     const batcher = new TaskBatcher(task, tokenizer, { batchSize: hyper.batchSize, seqLen: hyper.seqLen ?? config.maxPositions, maxTrainRows: hyper.maxTrainRows, seed: hyper.seed });
     const train = await trainLoop(null, variables, batcher, hyper, { executor: trainer, onStep: options.onStep, logger: log, label: options.trainable === 'all' ? 'pipeline full-tune' : 'pipeline tune' });
@@ -81,9 +89,13 @@ export async function runPipelineTraining(options: PipelineTrainingOptions): Pro
       });
     }
     await pipeline.close();
-    return { train, hyper, weights, evaluation, plan: pipeline.plan, attempts: pipeline.attempts };
+    let adapter: AdapterManifest | undefined;
+    if (options.adapterOutDir) {
+      adapter = await saveAdapter(options.adapterOutDir, emulator!, new Map(variables), { lora: null, parameters: { task: task.spec.name, taskType: task.spec.type, hyper, train: { steps: train.steps, finalLoss: train.losses.at(-1) ?? null }, pipeline: { stages: pipeline.plan.stages.map((s) => [s.from, s.to]) } } }, { overwrite: options.overwrite });
+    }
+    return { train, hyper, weights, evaluation, adapter, plan: pipeline.plan, attempts: pipeline.attempts };
   } catch (err) {
-    await pipeline.abort(err as Error);
+    await pipeline?.abort(err as Error);
     throw err;
   } finally {
     tf.dispose([...variables.values()]);

@@ -5,6 +5,9 @@ import { ModelError } from './ModelError.js';
 import { ParamFactory, type WeightMap } from './ParamFactory.js';
 import type { BlockContext, BlockModule, ModelStem } from './types.js';
 
+/** Builds the module at original block `index` (null: the block is dropped, as in an emulator). */
+export type StageBlockBuilder = (index: number, params: ParamFactory) => BlockModule | null;
+
 /** Blocks [from, to) of a model: one pipeline stage's contiguous share. */
 export interface StageRange {
   from: number;
@@ -62,7 +65,8 @@ export function stageParameters(family: ModelFamily, config: ModelConfig, range:
  * One pipeline stage of a causal LM: blocks [from, to) and, on the first stage, the embeddings, on the
  * last, the final norm and head (with the embedding when the head is tied to it). The other stages'
  * stem tensors are empty placeholders, so memory holds only this stage's share. Composing the stages
- * in order computes exactly what the whole model computes (the same kernels on the same values).
+ * in order computes exactly what the whole model computes (the same kernels on the same values). An
+ * emulator's stage builds its blocks its own way (`buildBlock`: dropped blocks, harmonizers, SRC).
  */
 export class PipelineStage {
   readonly stem: ModelStem;
@@ -76,7 +80,7 @@ export class PipelineStage {
     readonly config: ModelConfig,
     readonly range: StageRange,
     weights: WeightMap,
-    opts: { trainable?: boolean; consumeWeights?: boolean } = {},
+    opts: { trainable?: boolean; consumeWeights?: boolean; buildBlock?: StageBlockBuilder } = {},
   ) {
     const held = stageParameters(family, config, range);
     this.first = held.first;
@@ -84,7 +88,11 @@ export class PipelineStage {
     const params = new ParamFactory(weights, 0, opts.trainable ?? true, opts.consumeWeights ?? false, (name) => !held.names.has(name));
     this.stem = family.createStem(config, params);
     try {
-      for (let i = range.from; i < range.to; i++) this.blocks.push(family.createBlock(i, config, params));
+      const build = opts.buildBlock ?? ((i: number, p: ParamFactory) => family.createBlock(i, config, p));
+      for (let i = range.from; i < range.to; i++) {
+        const block = build(i, params);
+        if (block) this.blocks.push(block);
+      }
     } catch (err) {
       this.dispose();
       throw err;

@@ -32,7 +32,7 @@ export { swiGlu } from './families/llama/swiGlu.js';
 export { ComputeExecutor, ComputeError, type ComputeExecutorOptions, type ComputeRunOptions } from './ComputeExecutor.js';
 export type { ComputeTask, ComputeTaskContext, ComputeTaskFunction } from './computeProtocol.js';
 export { computeThreads, trainingThreads, cgroupCpuLimit } from './cpuBudget.js';
-export { PipelineStage, stageParameters, stemParameterNames, checkStageRange, type StageRange, type StageParameters } from './PipelineStage.js';
+export { PipelineStage, stageParameters, stemParameterNames, checkStageRange, type StageRange, type StageParameters, type StageBlockBuilder } from './PipelineStage.js';
 export { loadStage, type LoadStageOptions, type LoadedStage } from './loadStage.js';
 export { planStages, modelTensorBytes, activationBytesEstimate, type PlanOptions, type StagePlan, type PlannedStage, type ModelTensorBytes } from './planStages.js';
 export { PipelinePlanError } from './PipelinePlanError.js';

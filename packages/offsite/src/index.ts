@@ -20,6 +20,8 @@ export { emulatorFingerprint } from './emulatorFingerprint.js';
 export { registerBlockKind, blockKindModules, type BlockKindFactory, type BlockKindContext } from './blockKinds.js';
 export { saveEmulator, loadEmulator, buildEmulatorModel, stemParameterNames, layerDropMap, TOKENIZER_FILES, copiedModelFiles, type EmulatorSpec, type LoadedEmulator, type ShapedArray } from './emulator.js';
 export { LoraBlock, isLoraHost } from './LoraBlock.js';
+export { loadEmulatorStage, loadPipelineStage } from './emulatorStage.js';
+export { readTrainableWeights, type TrainableSelection, type TrainableWeights } from './trainableWeights.js';
 export { shiftedTokenNll, shiftedLossSum, nllScorer, logprobScorer } from './lmMath.js';
 export { TaskBatcher, type TaskBatcherOptions, type TaskBatcherState, type TrainRows } from './TaskBatcher.js';
 export { trainLoop, DEFAULT_TRAIN, type GradientExecutor, type TrainHyperParameters, type TrainLoopOptions, type TrainStepInfo, type TrainResult } from './trainLoop.js';

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile } from '@scaleot/checkpoint';
 import { loadModel, openModelCheckpoint, useBackend } from '@scaleot/model';
-import { loadEmulator } from '@scaleot/offsite';
+import { loadEmulator, loadEmulatorStage } from '@scaleot/offsite';
 import { buildScaleotEmulator, planEmulator, runStage1, svd, type ScaleotEmulatorOptions } from '@scaleot/scaleot';
 import { randomStream, savedRandomModel, tempDir } from './helpers.js';
 
@@ -144,6 +144,39 @@ describe('stage 2: emulators', () => {
       const outDir = join(tempDir('emu-bad'), 'emulator');
       await expect(buildScaleotEmulator({ modelDir, stage1Dir, outDir, alpha: 0.5, ...extra })).rejects.toMatchObject({ code });
       expect(existsSync(outDir)).toBe(false);
+    }
+  });
+});
+
+describe('stage 2: emulators split into pipeline stages', () => {
+  it('loadEmulatorStage stages chained in order compute the emulator (harmonizers, SRC factors, dropped blocks)', async () => {
+    const ranges = [
+      { from: 0, to: 4 },
+      { from: 4, to: 7 },
+      { from: 7, to: 10 },
+    ];
+    for (const extra of [{ alpha: 0.5, beta: 0.5, srcStorage: 'factors' as const }, { alpha: 0.5, beta: 0, mode: 'drop' as const }]) {
+      const { outDir, manifest } = await buildScaleotEmulator({ modelDir, stage1Dir, outDir: join(tempDir('emu-stages'), 'emulator'), nAdapter: 2, ...extra });
+      const kinds = new Set(manifest.layerMap.map((e) => (typeof e === 'object' ? e.replacedBy.kind : e)));
+      expect(kinds.size).toBeGreaterThanOrEqual(3);
+      const whole = await loadEmulator(outDir);
+      const stages = await Promise.all(ranges.map(async (r) => (await loadEmulatorStage(outDir, r)).stage));
+      const ids = tf.tensor2d([Array.from(randomStream(12, 48, 77))], [1, 12], 'int32');
+      const chained = tf.tidy(() => {
+        let h: tf.Tensor = ids;
+        for (const s of stages) h = s.forward(h);
+        return stages[2].head(h as tf.Tensor3D);
+      });
+      const reference = whole.model.logits(ids);
+      const diff = tf.max(tf.abs(tf.sub(chained, reference))).dataSync()[0];
+      // The same modules on the same values: float32 identical in practice; 1e-5 allows kernel order.
+      expect(diff).toBeLessThan(1e-5);
+      // Each stage holds only its own blocks: dropped blocks absent, every other one present.
+      const kept = manifest.layerMap.flatMap((e, i) => (e === 'dropped' ? [] : [i]));
+      expect(stages.flatMap((s) => s.blocks.map((b) => b.sourceIndex))).toEqual(kept);
+      tf.dispose([ids, chained, reference]);
+      for (const s of stages) s.dispose();
+      whole.model.dispose();
     }
   });
 });
