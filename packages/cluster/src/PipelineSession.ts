@@ -60,8 +60,8 @@ export interface PipelineGradients {
  * stage, waits until every stage has loaded its blocks and bound its inbox, routes them (each stage
  * connects to its neighbours; activations and gradients never pass through here), then feeds
  * micro-batches of token rows into the first stage. Forward batches come back from the last stage as
- * per-token NLL; train batches (stage 1) go forward to the last stage and their gradients back down,
- * each stage keeping its harmonizers' gradients until `trainStep` collects them. Micro-batches are
+ * per-token NLL; train batches (stage 1, tuning) go forward to the last stage and their gradients back down,
+ * each stage keeping the gradients of what it trains until `trainStep` collects them. Micro-batches are
  * sent without waiting, so stage i works on micro-batch m + 1 while stage i + 1 works on m (GPipe, the
  * backward passes interleaved with the forward ones as their gradients arrive).
  */

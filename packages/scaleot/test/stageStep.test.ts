@@ -28,7 +28,7 @@ let stages: PipelineStage[];
 const harmonizers = new Map<number, Harmonizer>();
 
 beforeAll(async () => {
-  await useBackend('cpu');
+  await useBackend('wasm');
   model = await loadModel(LLAMA_24L);
   stages = await Promise.all(RANGES.map(async (r) => (await loadStage(LLAMA_24L, r, { trainable: false })).stage));
   for (const i of MIDDLE) {
