@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { expect } from 'vitest';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const MODEL_DIR = resolve(REPO, 'models/sotu-gpt2-tiny');
@@ -99,4 +100,20 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Asserts two stage-1 harmonizer sets hold the same tensors, max |Δ| ≤ relTol · max(1, max |reference|). */
+export function expectSameHarmonizers(actual: Map<string, { data: Float32Array }>, reference: Map<string, { data: Float32Array }>, relTol: number): void {
+  expect([...actual.keys()].sort()).toEqual([...reference.keys()].sort());
+  let maxDiff = 0;
+  let maxAbs = 0;
+  for (const [name, { data }] of reference) {
+    const other = actual.get(name)!.data;
+    for (let k = 0; k < data.length; k++) {
+      maxDiff = Math.max(maxDiff, Math.abs(data[k] - other[k]));
+      maxAbs = Math.max(maxAbs, Math.abs(data[k]));
+    }
+  }
+  expect(maxAbs).toBeGreaterThan(0);
+  expect(maxDiff).toBeLessThan(relTol * Math.max(1, maxAbs));
 }

@@ -7,7 +7,7 @@ import { JobQueue } from '@scaleot/queue';
 import { corpusStreams, readStage1, runStage1, type Stage1Result } from '@scaleot/scaleot';
 import { ParameterPublisher, ResultCollector } from '@scaleot/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATA_ROOT, MODEL_DIR, REDIS_URL, spawnApp, stopProcess, TINY_STAGE1, uniquePrefix, type SpawnedProcess } from './helpers.js';
+import { DATA_ROOT, MODEL_DIR, REDIS_URL, spawnApp, stopProcess, TINY_STAGE1, uniquePrefix, expectSameHarmonizers, type SpawnedProcess } from './helpers.js';
 
 // Distributed stage 1 on two worker processes against the single-process trainer (same seed), plus
 // the two failure drills: kill -9 of a worker mid-round, and a coordinator that dies mid-round and
@@ -42,18 +42,7 @@ function expectSameAsReference(result: DistributedStage1Result, harmonizers: Map
     expect(e.loss).toBeCloseTo(reference.log[k].loss, 4);
     e.rollouts!.losses.forEach((l, j) => expect(l).toBeCloseTo(reference.log[k].rollouts!.losses[j], 4));
   });
-  expect([...harmonizers.keys()].sort()).toEqual([...referenceHarmonizers.keys()].sort());
-  let maxDiff = 0;
-  let maxAbs = 0;
-  for (const [name, { data }] of referenceHarmonizers) {
-    const other = harmonizers.get(name)!.data;
-    for (let k = 0; k < data.length; k++) {
-      maxDiff = Math.max(maxDiff, Math.abs(data[k] - other[k]));
-      maxAbs = Math.max(maxAbs, Math.abs(data[k]));
-    }
-  }
-  expect(maxAbs).toBeGreaterThan(0);
-  expect(maxDiff).toBeLessThan(1e-4 * Math.max(1, maxAbs));
+  expectSameHarmonizers(harmonizers, referenceHarmonizers, 1e-4);
 }
 
 beforeAll(async () => {

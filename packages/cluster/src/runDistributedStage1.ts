@@ -6,9 +6,8 @@ import { atomicWriteJson, createLogger, type Logger } from '@scaleot/core';
 import { readModelConfig } from '@scaleot/model';
 import { sourceModelInfo } from '@scaleot/offsite';
 import type { JobQueue, RedisConnection } from '@scaleot/queue';
-import { corpusStreams, readStage1, resolveStage1Hyper, stage1Loop, STAGE1_LOG, STAGE1_MANIFEST, type Stage1HyperParameters, type Stage1Result, type Stage1StepLog } from '@scaleot/scaleot';
+import { readStage1, resolveStage1Hyper, stage1Loop, stage1Streams, STAGE1_LOG, STAGE1_MANIFEST, type Stage1HyperParameters, type Stage1Result, type Stage1StepLog } from '@scaleot/scaleot';
 import { ParameterPublisher, ResultCollector } from '@scaleot/transport';
-import { ClusterError } from './ClusterError.js';
 import { ClusterStage1Executor, sliceRows } from './ClusterStage1Executor.js';
 import { CLUSTER_STAGE1_STATE } from './stage1Checkpoint.js';
 import { writeTokenStream } from './tokenStreams.js';
@@ -108,10 +107,7 @@ export async function runDistributedStage1(opts: DistributedStage1Options): Prom
   const source = await sourceModelInfo(modelDir);
   const modelConfig = await readModelConfig(modelDir);
   const { hyper, layout } = resolveStage1Hyper(opts, modelConfig);
-  const streams = opts.streams ?? (await corpusStreams(opts.corpus ?? 'sotu', opts.dataRoot, modelDir, opts.maxDocuments));
-  for (const [name, s] of Object.entries(streams)) {
-    if (s.length < hyper.seqLen + 2) throw new ClusterError('EMPTY_DATASET', `the ${name} stream has ${s.length} tokens; a window needs seqLen + 1 = ${hyper.seqLen + 1}`, { where: 'stage1 corpus' });
-  }
+  const streams = await stage1Streams(opts, modelDir, hyper.seqLen);
 
   const shardCount = sliceRows(hyper.batchSize, hyper.microBatchSize, opts.shards ?? 2).length;
 

@@ -2,8 +2,7 @@ import { join, resolve } from 'node:path';
 import { createLogger } from '@scaleot/core';
 import { readModelConfig, type StagePlan } from '@scaleot/model';
 import { sourceModelInfo } from '@scaleot/offsite';
-import { corpusStreams, resolveStage1Hyper, stage1Loop, type Stage1HyperParameters, type Stage1Result, type Stage1StepLog } from '@scaleot/scaleot';
-import { ClusterError } from './ClusterError.js';
+import { resolveStage1Hyper, stage1Loop, stage1Streams, type Stage1HyperParameters, type Stage1Result, type Stage1StepLog } from '@scaleot/scaleot';
 import { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
 import { PipelineStage1Executor, type PipelineRoundCompute } from './PipelineStage1Executor.js';
 
@@ -48,10 +47,7 @@ export async function runPipelineStage1(opts: PipelineStage1Options): Promise<Pi
   const source = await sourceModelInfo(modelPath);
   const modelConfig = await readModelConfig(modelPath);
   const { hyper, layout } = resolveStage1Hyper(opts, modelConfig);
-  const streams = opts.streams ?? (await corpusStreams(opts.corpus ?? 'sotu', opts.dataRoot, modelPath, opts.maxDocuments));
-  for (const [name, s] of Object.entries(streams)) {
-    if (s.length < hyper.seqLen + 2) throw new ClusterError('EMPTY_DATASET', `the ${name} stream has ${s.length} tokens; a window needs seqLen + 1 = ${hyper.seqLen + 1}`, { where: 'stage1 corpus' });
-  }
+  const streams = await stage1Streams(opts, modelPath, hyper.seqLen);
   const pipeline = await PipelineRun.open({ ...opts, model: opts.modelDir, logger: log });
   const executor = new PipelineStage1Executor(pipeline);
   const result = await stage1Loop(executor, {

@@ -23,6 +23,7 @@ export {
   resolveStage1Hyper,
   stage1Layout,
   corpusStreams,
+  stage1Streams,
   DEFAULT_STAGE1,
   writeStage1Artifacts,
   saveStage1State,

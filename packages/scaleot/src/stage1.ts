@@ -274,10 +274,7 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
     if (model.blocks.some((b, i) => b.sourceIndex !== i)) {
       throw new ScaleotMethodError('BAD_MODEL', 'stage 1 needs the full model with its blocks in original order', { where: opts.modelDir });
     }
-    const streams = opts.streams ?? (await corpusStreams(opts.corpus ?? 'sotu', opts.dataRoot, opts.modelDir, opts.maxDocuments));
-    for (const [name, s] of Object.entries(streams)) {
-      if (s.length < hyper.seqLen + 2) throw new ScaleotMethodError('EMPTY_DATASET', `the ${name} stream has ${s.length} tokens; a window needs seqLen + 1 = ${hyper.seqLen + 1}`, { where: 'stage1 corpus' });
-    }
+    const streams = await stage1Streams(opts, opts.modelDir, hyper.seqLen);
     executor = new LocalStage1Executor(model);
     const result = await stage1Loop(executor, {
       hyper, layout, modelConfig: config, source, streams, outDir, checkpointDir,
@@ -289,6 +286,15 @@ export async function runStage1(opts: Stage1Options): Promise<Stage1Result> {
     // The executor disposes the model it was given; before it exists, this does.
     if (!executor) model.dispose();
   }
+}
+
+/** A stage-1 run's token streams (given, or the corpus tokenised), each checked to hold a window of seqLen + 1 tokens. */
+export async function stage1Streams(opts: Pick<Stage1Options, 'streams' | 'corpus' | 'dataRoot' | 'maxDocuments'>, modelDir: string, seqLen: number): Promise<{ train: Int32Array; val: Int32Array }> {
+  const streams = opts.streams ?? (await corpusStreams(opts.corpus ?? 'sotu', opts.dataRoot, modelDir, opts.maxDocuments));
+  for (const [name, s] of Object.entries(streams)) {
+    if (s.length < seqLen + 2) throw new ScaleotMethodError('EMPTY_DATASET', `the ${name} stream has ${s.length} tokens; a window needs seqLen + 1 = ${seqLen + 1}`, { where: 'stage1 corpus' });
+  }
+  return streams;
 }
 
 export interface Stage1ArtifactsInput {
