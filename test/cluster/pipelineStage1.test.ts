@@ -20,7 +20,7 @@ let referenceHarmonizers: Map<string, { data: Float32Array }>;
 let budget: number;
 
 beforeAll(async () => {
-  pool = await startWorkerPool('pipestage1', 4, { SCALEOT_JOB_LOCK_MS: '2000', SCALEOT_STALLED_INTERVAL_MS: '1000' });
+  pool = await startWorkerPool('pipestage1', 4, { SCALEOT_JOB_LOCK_MS: '5000', SCALEOT_STALLED_INTERVAL_MS: '2000' });
   await useBackend('wasm');
   scratch = await mkdtemp(join(tmpdir(), 'scaleot-pipestage1-'));
   streams = await corpusStreams('sotu', DATA_ROOT, LLAMA_24L, 6);

@@ -25,7 +25,7 @@ let budget: number;
 let scratch: string;
 
 beforeAll(async () => {
-  pool = await startWorkerPool('pipetrain', 4, { SCALEOT_JOB_LOCK_MS: '2000', SCALEOT_STALLED_INTERVAL_MS: '1000' });
+  pool = await startWorkerPool('pipetrain', 4, { SCALEOT_JOB_LOCK_MS: '5000', SCALEOT_STALLED_INTERVAL_MS: '2000' });
   await useBackend('wasm');
   budget = await pipelineBudget(LLAMA_24L, 0.45);
   scratch = await mkdtemp(join(tmpdir(), 'scaleot-pipetrain-'));

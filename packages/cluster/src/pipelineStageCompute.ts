@@ -74,12 +74,17 @@ interface SavedInput {
   lowest: number;
 }
 
-interface MicroBatchGradients {
+/** The step's gradients so far on this stage, summed as the micro-batches' backward passes finish. */
+interface StepGradients {
   grads: Map<string, tf.Tensor>;
   nllSum: number;
-  /** rows × this stage's share of the alignment term. */
-  alignRows: number;
+  /** Σ rows × this stage's share of the alignment term. */
+  alignSum: number;
+  microBatches: number;
+  lastId: number;
 }
+
+const emptyStep = (): StepGradients => ({ grads: new Map(), nllSum: 0, alignSum: 0, microBatches: 0, lastId: -1 });
 
 export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTaskContext): Promise<StageStats & { loadSeconds: number; bytesRead: number }> {
   const { payload } = args;
@@ -103,7 +108,10 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
   let paramsVersion = -1;
   const deferred: PipelineMessage[] = [];
   const saved = new Map<number, SavedInput>();
-  const collected = new Map<number, MicroBatchGradients>();
+  // One running sum, not one gradient set per micro-batch: a stage's gradients take its weights' bytes
+  // once. Backward passes run in micro-batch order on every stage (each hop is one FIFO), so the sum
+  // is the single-process one, in its order.
+  let step = emptyStep();
   const timed = <T>(work: () => T): T => {
     const started = performance.now();
     const out = work();
@@ -167,7 +175,19 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     const needInput = index > kept.lowest;
     const result = timed(() => stageBackward(stage, harmonizers, kept.settings, { input: kept.input, targets: kept.targets, lossMask: kept.lossMask, upstream, inputGrad: needInput, weights: trained }));
     tf.dispose([kept.input, kept.targets, kept.lossMask, upstream].filter((t): t is tf.Tensor => t !== undefined));
-    collected.set(id, { grads: result.grads, nllSum: result.nllSum, alignRows: result.align * kept.input.shape[0] });
+    if (id < step.lastId) throw new ClusterError('PIPELINE_FAILED', `stage ${index} got the gradient of micro-batch ${id} after ${step.lastId}: the hops lost their order`, { where: 'pipeline.stage' });
+    step.lastId = id;
+    step.microBatches++;
+    step.nllSum += result.nllSum;
+    step.alignSum += result.align * kept.input.shape[0];
+    for (const [name, g] of result.grads) {
+      const prev = step.grads.get(name);
+      if (!prev) step.grads.set(name, g);
+      else {
+        step.grads.set(name, tf.add(prev, g));
+        tf.dispose([prev, g]);
+      }
+    }
     if (needInput) {
       const g = result.inputGrad!;
       const data = (await g.data()) as Float32Array;
@@ -179,32 +199,16 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     }
   };
 
-  /** `collect`: the micro-batches' gradients summed in micro-batch order (the single-process order). */
+  /** `collect`: the step's summed gradients to the coordinator; the next step starts from zero. */
   const collect = async (): Promise<void> => {
-    const ids = [...collected.keys()].sort((a, b) => a - b);
-    const sums = new Map<string, tf.Tensor>();
-    let nllSum = 0;
-    let alignSum = 0;
-    for (const id of ids) {
-      const part = collected.get(id)!;
-      nllSum += part.nllSum;
-      alignSum += part.alignRows;
-      for (const [name, g] of part.grads) {
-        const prev = sums.get(name);
-        if (!prev) sums.set(name, g);
-        else {
-          sums.set(name, tf.add(prev, g));
-          tf.dispose([prev, g]);
-        }
-      }
-    }
-    collected.clear();
+    const done = step;
+    step = emptyStep();
     const tensors = new TensorSet();
-    for (const [name, g] of sums) {
+    for (const [name, g] of done.grads) {
       tensors.add(name, (await g.data()) as Float32Array, g.shape);
       g.dispose();
     }
-    await control.send({ header: { type: 'grads', runId: payload.runId, stage: index, microBatches: ids.length, nllSum, alignSum, stats: [statsJson()] }, tensors });
+    await control.send({ header: { type: 'grads', runId: payload.runId, stage: index, microBatches: done.microBatches, nllSum: done.nllSum, alignSum: done.alignSum, stats: [statsJson()] }, tensors });
   };
 
   const handle = async (message: PipelineMessage & { bytes?: number }, waitingSince: number, receivedAt: number): Promise<'end' | void> => {
@@ -288,7 +292,7 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     control.close();
     inbox.close();
     for (const kept of saved.values()) tf.dispose([kept.input, kept.targets, kept.lossMask].filter((t): t is tf.Tensor => t !== undefined));
-    for (const part of collected.values()) tf.dispose([...part.grads.values()]);
+    tf.dispose([...step.grads.values()]);
     for (const h of harmonizers.values()) h.dispose();
     stage.dispose();
   }
