@@ -5,7 +5,9 @@ import { sourceModelInfo } from '@scaleot/offsite';
 import { corpusStreams, resolveStage1Hyper, stage1Loop, type Stage1HyperParameters, type Stage1Result, type Stage1StepLog } from '@scaleot/scaleot';
 import { ClusterError } from './ClusterError.js';
 import { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
+import type { PipelineSession, StageReady } from './PipelineSession.js';
 import { PipelineStage1Executor, type PipelineRoundCompute } from './PipelineStage1Executor.js';
+import type { StageStats } from './pipelineStageCompute.js';
 
 export interface PipelineStage1Options extends Partial<Stage1HyperParameters>, Omit<PipelineRunOptions, 'model' | 'microBatch'> {
   /** The full model (HF dir) as the workers resolve it (absolute, or under their storage dir). */
@@ -34,6 +36,12 @@ export interface PipelineStage1Result extends Stage1Result {
   plan: StagePlan;
   /** Pipeline sessions started (1 + replans after a stage died). */
   attempts: number;
+  /** The last session's stages as they reported ready (address, load seconds). */
+  ready: StageReady[];
+  /** The last session's final figures per stage (peak RSS over load and steps, compute seconds, bytes sent stage to stage). */
+  stages: StageStats[];
+  /** Micro-batches the last session carried (gradient and rollout ones). */
+  microBatches: number;
 }
 
 /**
@@ -54,6 +62,8 @@ export async function runPipelineStage1(opts: PipelineStage1Options): Promise<Pi
   }
   const pipeline = await PipelineRun.open({ ...opts, model: opts.modelDir, logger: log });
   const executor = new PipelineStage1Executor(pipeline);
+  // The session that ran the last step: its stages' final figures arrive when the loop closes it.
+  let lastSession: PipelineSession | undefined;
   const result = await stage1Loop(executor, {
     hyper,
     layout,
@@ -67,7 +77,10 @@ export async function runPipelineStage1(opts: PipelineStage1Options): Promise<Pi
     stopAfterStep: opts.stopAfterStep,
     manifestExtras: { pipeline: { stages: pipeline.plan.stages.map((s) => [s.from, s.to]) } },
     logger: log,
-    onStep: (entry) => opts.onStep?.(entry, executor.last),
+    onStep: (entry) => {
+      lastSession = pipeline.session ?? lastSession;
+      opts.onStep?.(entry, executor.last);
+    },
   });
-  return { ...result, plan: pipeline.plan, attempts: pipeline.attempts };
+  return { ...result, plan: pipeline.plan, attempts: pipeline.attempts, ready: lastSession?.ready ?? [], stages: lastSession?.stages ?? [], microBatches: lastSession?.microBatches ?? 0 };
 }
