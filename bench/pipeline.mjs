@@ -173,10 +173,12 @@ async function runStage1K(k, ctx) {
       step_seconds: entry.seconds, gradient_seconds: compute?.gradientSeconds ?? null, rollout_seconds: compute?.rolloutSeconds ?? null,
       loss: entry.loss,
       peak_rss_bytes: run.stages.map((s) => s.peakRssBytes), max_worker_peak_rss_bytes: Math.max(...run.stages.map((s) => s.peakRssBytes)),
-      // Everything the stages sent (activations forward, activation gradients backward, and the last
-      // stage's per-token losses to the coordinator: 1/hidden of an activation); harmonizers excluded.
-      bytes_per_step: run.stages.reduce((n, s) => n + s.bytesSent, 0),
+      // Stage to stage, as the session counts it (the evaluation column's figure): every stage's sends
+      // but the last one's, whose sends to the coordinator (losses, its harmonizers' gradients) are not
+      // told apart from its gradient hop back (StageStats sums the two), so that one hop is left out.
+      bytes_per_step: run.interStageBytes,
       forward_hop_bytes: hopBytes,
+      stage_compute_seconds: run.stages.map((s) => s.computeSeconds),
       transfer_gb_per_s: hopSeconds > 0 ? hopBytes / hopSeconds / 1e9 : null,
       micro_batches: run.microBatches,
       load_seconds: Math.max(...run.ready.map((r) => r.loadSeconds)),
@@ -234,9 +236,10 @@ export async function main(opts) {
       const tokens = s1.batchSize * s1.seqLen;
       process.stdout.write(`\none stage-1 step: ${s1.batchSize} rows x ${s1.seqLen} tokens (${s1.microBatchSize} row(s) per micro-batch), rank ${s1.rank}, ${s1.candidates} rollout candidates x ${s1.rlBatchSize} rows; k = 1 is a one-stage plan on one worker\n`);
       process.stdout.write(`${table(
-        ['k', 'plan', 'step s', 'gradients s', 'rollouts s', 'train tokens/s', 'peak RSS per worker (MiB)', 'max / target', 'MiB moved/step', 'transfer GB/s', 'loss'],
-        runs.map(({ k, stage1: t }) => [k, t.plan, fmt(t.step_seconds, 2), fmt(t.gradient_seconds, 2), fmt(t.rollout_seconds, 2), t.step_seconds ? fmt(tokens / t.step_seconds, 1) : 'n/a', t.peak_rss_bytes.map((b) => (b / 2 ** 20).toFixed(0)).join(' / '), t.max_worker_peak_rss_bytes === null ? 'n/a' : fmt(t.max_worker_peak_rss_bytes / (RSS_TARGET * modelBytes / k + overhead), 2), t.bytes_per_step === null ? 'n/a' : fmt(t.bytes_per_step / 2 ** 20, 2), fmt(t.transfer_gb_per_s, 2), fmt(t.loss, 5)]),
+        ['k', 'plan', 'step s', 'gradients s', 'rollouts s', 'compute s per stage', 'train tokens/s', 'peak RSS per worker (MiB)', 'max / target', 'MiB moved/step', 'MiB forward', 'transfer GB/s', 'loss'],
+        runs.map(({ k, stage1: t }) => [k, t.plan, fmt(t.step_seconds, 2), fmt(t.gradient_seconds, 2), fmt(t.rollout_seconds, 2), t.stage_compute_seconds ? t.stage_compute_seconds.map((x) => x.toFixed(1)).join(' / ') : 'n/a', t.step_seconds ? fmt(tokens / t.step_seconds, 1) : 'n/a', t.peak_rss_bytes.map((b) => (b / 2 ** 20).toFixed(0)).join(' / '), t.max_worker_peak_rss_bytes === null ? 'n/a' : fmt(t.max_worker_peak_rss_bytes / (RSS_TARGET * modelBytes / k + overhead), 2), t.bytes_per_step === null ? 'n/a' : fmt(t.bytes_per_step / 2 ** 20, 2), t.forward_hop_bytes === undefined ? 'n/a' : fmt(t.forward_hop_bytes / 2 ** 20, 2), fmt(t.transfer_gb_per_s, 2), fmt(t.loss, 5)]),
       )}\n`);
+      process.stdout.write('MiB moved/step: stage to stage as the session counts it (activations forward, gradients back), but for the last stage\'s gradient hop back, which its stats do not tell apart from its replies to the coordinator; MiB forward: the activations alone\n');
     }
     const last = runs.filter((r) => r.value !== null).at(-1) ?? runs.at(-1);
     const step = last.stage1;

@@ -42,6 +42,8 @@ export interface PipelineStage1Result extends Stage1Result {
   stages: StageStats[];
   /** Micro-batches the last session carried (gradient and rollout ones). */
   microBatches: number;
+  /** Bytes the last session's stages sent stage to stage, as `PipelineSession.interStageBytes` counts them. */
+  interStageBytes: number;
 }
 
 /**
@@ -82,5 +84,5 @@ export async function runPipelineStage1(opts: PipelineStage1Options): Promise<Pi
       opts.onStep?.(entry, executor.last);
     },
   });
-  return { ...result, plan: pipeline.plan, attempts: pipeline.attempts, ready: lastSession?.ready ?? [], stages: lastSession?.stages ?? [], microBatches: lastSession?.microBatches ?? 0 };
+  return { ...result, plan: pipeline.plan, attempts: pipeline.attempts, ready: lastSession?.ready ?? [], stages: lastSession?.stages ?? [], microBatches: lastSession?.microBatches ?? 0, interStageBytes: lastSession?.interStageBytes ?? 0 };
 }
