@@ -1,15 +1,17 @@
 // Pipeline parallelism at scale: a random LLaMA-shaped checkpoint of at least 1.5 GB (float32),
 // written with the project's checkpoint writer in a temp dir, evaluated by the Moby-Dick protocol
-// across k = 1, 2 and 3 real worker processes (Redis queue, ZeroMQ stage to stage). Prints each
-// worker's peak RSS against 1.3 x model_bytes / k + the fixed per-process overhead, tokens/s, bytes
-// moved per step and the stage-to-stage transfer rate.
+// across k = 1, 2 and 3 real worker processes (Redis queue, ZeroMQ stage to stage), then one stage-1
+// step (harmonizer gradients backward stage to stage, rollouts forward: runPipelineStage1) on fresh
+// workers of the same k. Prints each worker's peak RSS against 1.3 x model_bytes / k + the fixed
+// per-process overhead, tokens/s, bytes moved per step and the stage-to-stage transfer rate; for the
+// stage-1 step its seconds, each worker's peak RSS (load + the step) and the bytes the stages sent.
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { emitJson, fixturesDir, fmt, importPackage, log, mulberry32, repoRoot, table } from './lib/common.mjs';
 
-export const description = 'pipeline-parallel evaluation of a random >=1.5 GB LLaMA over k = 1, 2, 3 worker processes: peak RSS per worker, tokens/s, transfer GB/s';
+export const description = 'pipeline-parallel evaluation and one stage-1 step of a random >=1.5 GB LLaMA over k = 1, 2, 3 worker processes: peak RSS per worker, tokens/s, step seconds, bytes moved, transfer GB/s';
 
 export const options = {
   fixtures: { type: 'string', help: 'fixtures dir (tokenizer of sotu-llama-24l; default ../shared/fixtures)' },
@@ -20,6 +22,13 @@ export const options = {
   'max-blocks': { type: 'number', default: 4, help: 'Moby-Dick evaluation blocks scored per run' },
   'micro-batch': { type: 'number', default: 2, help: 'rows per micro-batch' },
   ks: { type: 'string', default: '1,2,3', help: 'worker counts to run' },
+  stage1: { type: 'boolean', default: true, help: 'also run one stage-1 step per k (--no-stage1 to skip)' },
+  's1-batch': { type: 'number', default: 2, help: 'stage-1 step: training rows (batchSize)' },
+  's1-micro': { type: 'number', default: 1, help: 'stage-1 step: rows per micro-batch (micro-batches pipeline through the stages)' },
+  's1-seq': { type: 'number', default: 64, help: 'stage-1 step: tokens per row (seqLen)' },
+  's1-rl-batch': { type: 'number', default: 2, help: 'stage-1 step: rollout rows per candidate (rlBatchSize)' },
+  's1-candidates': { type: 'number', default: 2, help: 'stage-1 step: rollout candidates' },
+  's1-rank': { type: 'number', default: 64, help: 'stage-1 step: harmonizer rank' },
   redis: { type: 'string', default: 'redis://127.0.0.1:6379', help: 'Redis of the queue' },
 };
 
@@ -76,11 +85,16 @@ function fixedOverhead() {
   });
 }
 
-async function runK(k, ctx) {
-  const { spawnApp, stopApp, uniqueQueuePrefix, runPipelineEvaluation } = await importPackage('@scaleot/cluster', ['spawnApp', 'stopApp', 'uniqueQueuePrefix', 'runPipelineEvaluation']);
-  const { JobQueue } = await importPackage('@scaleot/queue', ['JobQueue']);
+/** Worker cap of a run with k workers (bytes). */
+function capOf(k, ctx) {
   const share = CAP_SHARE[k] ?? null;
-  const cap = share === null ? Math.round(ctx.modelBytes * 2 + ctx.overhead) : Math.round(share * ctx.modelBytes + ctx.overhead);
+  return { share, cap: share === null ? Math.round(ctx.modelBytes * 2 + ctx.overhead) : Math.round(share * ctx.modelBytes + ctx.overhead) };
+}
+
+/** Runs `work(queue)` with k fresh worker processes capped at `cap` (fresh: each phase's peak RSS is its own). */
+async function withWorkers(k, cap, ctx, work) {
+  const { spawnApp, stopApp, uniqueQueuePrefix } = await importPackage('@scaleot/cluster', ['spawnApp', 'stopApp', 'uniqueQueuePrefix']);
+  const { JobQueue } = await importPackage('@scaleot/queue', ['JobQueue']);
   const prefix = uniqueQueuePrefix('bench-pipe');
   const queue = new JobQueue({ name: 'scaleot', connection: ctx.redis, prefix });
   const workers = [];
@@ -89,10 +103,22 @@ async function runK(k, ctx) {
       workers.push(spawnApp('worker', `worker-${i}`, { SCALEOT_REDIS_URL: ctx.redis, SCALEOT_QUEUE_PREFIX: prefix, SCALEOT_STORAGE_DIR: ctx.dir, SCALEOT_METRICS_PORT: '0', SCALEOT_WORKER_MEMORY_BYTES: String(cap), SCALEOT_LOG_LEVEL: 'info' }));
     }
     await Promise.all(workers.map((w) => w.waitForLog('worker ready', 120_000).catch(() => undefined)));
+    return await work(queue);
+  } finally {
+    await Promise.all(workers.map((w) => stopApp(w, 20_000)));
+    await queue.queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close();
+  }
+}
+
+async function runK(k, ctx) {
+  const { runPipelineEvaluation } = await importPackage('@scaleot/cluster', ['runPipelineEvaluation']);
+  const { share, cap } = capOf(k, ctx);
+  return withWorkers(k, cap, ctx, async (queue) => {
     let run;
     try {
       run = await runPipelineEvaluation({
-      queue, model: ctx.dir, storageDir: ctx.dir, task: 'moby', dataRoot: path.join(repoRoot, 'data'), budgets: new Array(k).fill(cap),
+        queue, model: ctx.dir, storageDir: ctx.dir, task: 'moby', dataRoot: path.join(repoRoot, 'data'), budgets: new Array(k).fill(cap),
         plan: { fixedOverheadBytes: ctx.overhead }, maxBlocks: ctx.maxBlocks, batchSize: ctx.maxBlocks, microBatch: ctx.microBatch,
       });
     } catch (e) {
@@ -113,11 +139,51 @@ async function runK(k, ctx) {
       transfer_gb_per_s: hopSeconds > 0 ? hopBytes / hopSeconds / 1e9 : null,
       load_seconds: Math.max(...run.ready.map((r) => r.loadSeconds)),
     };
-  } finally {
-    await Promise.all(workers.map((w) => stopApp(w, 20_000)));
-    await queue.queue.obliterate({ force: true }).catch(() => undefined);
-    await queue.close();
-  }
+  });
+}
+
+/**
+ * One stage-1 step (gradients through the stages, then the rollouts) on k fresh workers. k = 1 is a
+ * one-stage plan on one worker (the same stage code and figures as k > 1), not the in-process runStage1:
+ * the bench process' own RSS would hold the harmonizers' optimizer and the corpus as well.
+ */
+async function runStage1K(k, ctx) {
+  const { runPipelineStage1 } = await importPackage('@scaleot/cluster', ['runPipelineStage1']);
+  const { cap } = capOf(k, ctx);
+  return withWorkers(k, cap, ctx, async (queue) => {
+    let compute;
+    let run;
+    try {
+      run = await runPipelineStage1({
+        queue, modelDir: ctx.dir, storageDir: ctx.dir, outDir: path.join(ctx.dir, `stage1-k${k}`), streams: ctx.streams, resume: false,
+        budgets: new Array(k).fill(cap), plan: { fixedOverheadBytes: ctx.overhead },
+        ...ctx.stage1, steps: 1, warmupSteps: 0,
+        onStep: (_entry, c) => (compute = { ...c }),
+      });
+    } catch (e) {
+      if (e?.code !== 'DOES_NOT_FIT') throw e;
+      log(`k = ${k} stage 1: ${e.message}`);
+      return { plan: 'DOES_NOT_FIT', step_seconds: null, peak_rss_bytes: [], max_worker_peak_rss_bytes: null, bytes_per_step: null };
+    }
+    const entry = run.log.at(-1);
+    const hopBytes = run.stages.reduce((n, s) => n + (s.stage > 0 ? s.hopBytes : 0), 0);
+    const hopSeconds = run.stages.reduce((n, s) => n + (s.stage > 0 ? s.hopSeconds : 0), 0);
+    return {
+      plan: run.plan.stages.map((s) => `[${s.from},${s.to})`).join(' '),
+      step_seconds: entry.seconds, gradient_seconds: compute?.gradientSeconds ?? null, rollout_seconds: compute?.rolloutSeconds ?? null,
+      loss: entry.loss,
+      peak_rss_bytes: run.stages.map((s) => s.peakRssBytes), max_worker_peak_rss_bytes: Math.max(...run.stages.map((s) => s.peakRssBytes)),
+      // Stage to stage, as the session counts it (the evaluation column's figure): every stage's sends
+      // but the last one's, whose sends to the coordinator (losses, its harmonizers' gradients) are not
+      // told apart from its gradient hop back (StageStats sums the two), so that one hop is left out.
+      bytes_per_step: run.interStageBytes,
+      forward_hop_bytes: hopBytes,
+      stage_compute_seconds: run.stages.map((s) => s.computeSeconds),
+      transfer_gb_per_s: hopSeconds > 0 ? hopBytes / hopSeconds / 1e9 : null,
+      micro_batches: run.microBatches,
+      load_seconds: Math.max(...run.ready.map((r) => r.loadSeconds)),
+    };
+  });
 }
 
 export async function main(opts) {
@@ -140,10 +206,24 @@ export async function main(opts) {
     }
     log(`plan for k = 2 at 45% each: ${k2At45}`);
     const ctx = { dir, modelBytes, overhead, redis: opts.redis, maxBlocks: opts['max-blocks'], microBatch: opts['micro-batch'] };
+    const s1 = { batchSize: opts['s1-batch'], microBatchSize: opts['s1-micro'], seqLen: opts['s1-seq'], rlBatchSize: opts['s1-rl-batch'], candidates: opts['s1-candidates'], rank: opts['s1-rank'] };
+    if (opts.stage1) {
+      const { corpusStreams } = await importPackage('@scaleot/scaleot', ['corpusStreams']);
+      ctx.streams = await corpusStreams('sotu', path.join(repoRoot, 'data'), dir, 8);
+      ctx.stage1 = { ...s1, seed: 7 };
+    }
     const runs = [];
     for (const k of opts.ks.split(',').map(Number)) {
       log(`k = ${k}: starting ${k} worker(s)`);
-      runs.push(await runK(k, ctx));
+      const run = await runK(k, ctx);
+      if (opts.stage1 && run.value === null) {
+        // The same planner, the same budgets: stage 1 does not fit either.
+        run.stage1 = { plan: 'DOES_NOT_FIT', step_seconds: null, peak_rss_bytes: [], max_worker_peak_rss_bytes: null, bytes_per_step: null };
+      } else if (opts.stage1) {
+        log(`k = ${k}: one stage-1 step on ${k} fresh worker(s)`);
+        run.stage1 = await runStage1K(k, ctx);
+      }
+      runs.push(run);
       log(`k = ${k}: ${JSON.stringify(runs.at(-1))}`);
     }
     const base = runs.find((r) => r.value !== null)?.value ?? null;
@@ -152,8 +232,23 @@ export async function main(opts) {
       ['k', 'cap/worker', 'plan', 'peak RSS per worker (MiB)', 'max / target', 'tokens/s', 'MiB moved/step', 'transfer GB/s', 'ppl', 'rel. diff vs k=' + runs[0].k],
       runs.map((r) => [r.k, r.cap_share === null ? 'none' : `${Math.round(r.cap_share * 100)}% + overhead`, r.plan, r.peak_rss_bytes.map((b) => (b / 2 ** 20).toFixed(0)).join(' / '), r.value === null ? 'n/a' : fmt(r.max_worker_peak_rss_bytes / r.target_bytes, 2), fmt(r.tokens_per_s, 1), r.value === null ? 'n/a' : fmt(r.bytes_per_step / 2 ** 20, 2), fmt(r.transfer_gb_per_s, 2), fmt(r.value, 4), r.value === null || base === null ? 'n/a' : fmt(Math.abs(r.value - base) / base, 9)]),
     )}\n`);
+    if (opts.stage1) {
+      const tokens = s1.batchSize * s1.seqLen;
+      process.stdout.write(`\none stage-1 step: ${s1.batchSize} rows x ${s1.seqLen} tokens (${s1.microBatchSize} row(s) per micro-batch), rank ${s1.rank}, ${s1.candidates} rollout candidates x ${s1.rlBatchSize} rows; k = 1 is a one-stage plan on one worker\n`);
+      process.stdout.write(`${table(
+        ['k', 'plan', 'step s', 'gradients s', 'rollouts s', 'compute s per stage', 'train tokens/s', 'peak RSS per worker (MiB)', 'max / target', 'MiB moved/step', 'MiB forward', 'transfer GB/s', 'loss'],
+        runs.map(({ k, stage1: t }) => [k, t.plan, fmt(t.step_seconds, 2), fmt(t.gradient_seconds, 2), fmt(t.rollout_seconds, 2), t.stage_compute_seconds ? t.stage_compute_seconds.map((x) => x.toFixed(1)).join(' / ') : 'n/a', t.step_seconds ? fmt(tokens / t.step_seconds, 1) : 'n/a', t.peak_rss_bytes.map((b) => (b / 2 ** 20).toFixed(0)).join(' / '), t.max_worker_peak_rss_bytes === null ? 'n/a' : fmt(t.max_worker_peak_rss_bytes / (RSS_TARGET * modelBytes / k + overhead), 2), t.bytes_per_step === null ? 'n/a' : fmt(t.bytes_per_step / 2 ** 20, 2), t.forward_hop_bytes === undefined ? 'n/a' : fmt(t.forward_hop_bytes / 2 ** 20, 2), fmt(t.transfer_gb_per_s, 2), fmt(t.loss, 5)]),
+      )}\n`);
+      process.stdout.write('MiB moved/step: stage to stage as the session counts it (activations forward, gradients back), but for the last stage\'s gradient hop back, which its stats do not tell apart from its replies to the coordinator; MiB forward: the activations alone\n');
+    }
     const last = runs.filter((r) => r.value !== null).at(-1) ?? runs.at(-1);
-    emitJson(opts.json, { model_bytes: modelBytes, k: last.k, max_worker_peak_rss_bytes: last.max_worker_peak_rss_bytes, fixed_overhead_bytes: overhead, tokens_per_s: last.tokens_per_s, transfer_gb_per_s: last.transfer_gb_per_s, target_met: last.value !== null && last.max_worker_peak_rss_bytes <= last.target_bytes, runs });
+    const step = last.stage1;
+    emitJson(opts.json, {
+      model_bytes: modelBytes, k: last.k, max_worker_peak_rss_bytes: last.max_worker_peak_rss_bytes, fixed_overhead_bytes: overhead, tokens_per_s: last.tokens_per_s, transfer_gb_per_s: last.transfer_gb_per_s,
+      target_met: last.value !== null && last.max_worker_peak_rss_bytes <= last.target_bytes,
+      stage1_step_seconds: step?.step_seconds ?? null, stage1_max_worker_peak_rss_bytes: step?.max_worker_peak_rss_bytes ?? null, stage1_bytes_per_step: step?.bytes_per_step ?? null,
+      runs,
+    });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

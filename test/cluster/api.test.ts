@@ -129,6 +129,8 @@ describe('coordinator API', () => {
       expect(status).not.toBe('failed');
     }
     expect(status).toBe('emulator-ready');
+    // The coordinator placed stage 1 from the two workers' reported budgets: the tiny model fits one.
+    expect(coordinator.logs.find((r) => String(r.msg).startsWith('stage 1: '))).toMatchObject({ msg: 'stage 1: data-parallel shards (the model fits one worker)', mode: 'data-parallel', workers: 2 });
     await Promise.race([events, new Promise((r) => setTimeout(r, 10_000))]);
     stream.abort();
     expect(seen[0]).toBe(request.status);

@@ -69,6 +69,13 @@ describe('startup checks', () => {
     expect(environmentHelp('worker', '')).toMatch(/SCALEOT_METRICS_PORT .*0 picks a free port/);
   });
 
+  it('worker: a malformed SCALEOT_WORKER_MEMORY_BYTES (the budget it reports for stage planning) is one clear line', async () => {
+    const { code, stderr } = await run('worker', { SCALEOT_STORAGE_DIR: dir, SCALEOT_REDIS_URL: REDIS_URL, SCALEOT_METRICS_PORT: '0', SCALEOT_WORKER_MEMORY_BYTES: '12GB' });
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^scaleot-worker: .*SCALEOT_WORKER_MEMORY_BYTES must be a positive integer number of bytes, got "12GB"$/m);
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('documents every setting the apps read in their --help', async () => {
     const sources = ['apps/coordinator/src', 'apps/worker/src', 'packages/cluster/src'];
     const read = new Set<string>();

@@ -279,6 +279,20 @@ describe('helm/scaleot specific promises', () => {
     expect(redis.spec.ingress[0].from[0].podSelector.matchExpressions[0]).toEqual({ key: 'app.kubernetes.io/instance', operator: 'In', values: ['scaleot'] });
   });
 
+  it('lets pipeline stages and the coordinator reach each other: pod IPs advertised, ephemeral ports admitted', () => {
+    const objects = rendered.get('defaults')!;
+    const deployments = byKind(objects, 'Deployment');
+    for (const component of ['coordinator', 'worker']) {
+      const container = deployments.find((d) => d.metadata.labels?.['app.kubernetes.io/component'] === component)!.spec.template.spec.containers[0];
+      expect(container.env.find((e: Tree) => e.name === 'SCALEOT_ADVERTISE_HOST')).toEqual({ name: 'SCALEOT_ADVERTISE_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
+    }
+    const policies = byKind(objects, 'NetworkPolicy');
+    const ephemeral = (policy: Tree) => policy.spec.ingress.find((r: Tree) => r.ports.some((p: Tree) => p.port === 1024 && p.endPort === 65535));
+    const components = (rule: Tree) => rule.from.map((f: Tree) => f.podSelector.matchLabels['app.kubernetes.io/component']).sort();
+    expect(components(ephemeral(policies.find((p) => p.metadata.name.endsWith('-coordinator'))!))).toEqual(['worker']);
+    expect(components(ephemeral(policies.find((p) => p.metadata.name.endsWith('-worker'))!))).toEqual(['coordinator', 'worker']);
+  });
+
   it('terminates TLS at the Ingress for the API Service only', () => {
     const ingress = byKind(rendered.get('Ingress with TLS')!, 'Ingress')[0];
     expect(ingress.spec.tls).toEqual([{ hosts: ['api.example.com'], secretName: 'api-tls' }]);

@@ -11,7 +11,8 @@ import {
   QueueJobRunner,
   redisConnectionOf,
   Stage1Monitor,
-  runDistributedStage1,
+  runClusterStage1,
+  WorkerRegistry,
   type CoordinatorOptions,
 } from '@scaleot/cluster';
 import { createLogger, isEntryPoint, onShutdownSignals } from '@scaleot/core';
@@ -50,10 +51,16 @@ async function main(): Promise<void> {
   metrics.trackQueue(control.queue);
 
   const stage1Monitor = new Stage1Monitor(config.storageDir);
+  // The workers' memory budgets: stage 1 runs data-parallel when the model fits one worker, else as pipeline stages.
+  const registry = new WorkerRegistry({ connection, prefix: config.queuePrefix, logger: log });
   const stage1: CoordinatorOptions['stage1'] = async (modelDir, outDir, onRound) => {
     // The run's own total (the settings' steps or stage 1's default), never the step just taken.
     const total = stage1Steps(settings);
-    await runDistributedStage1({
+    await runClusterStage1({
+      registry,
+      pipelineQueue: router.queueFor('pipeline.stage'),
+      advertiseHost: config.advertiseHost,
+      metrics,
       modelDir,
       outDir,
       storageDir: config.storageDir,
@@ -70,8 +77,8 @@ async function main(): Promise<void> {
       maxDocuments: settings.maxDocuments,
       ...settings.stage1,
       logger: log,
-      onStep: (entry, timing) => {
-        metrics.stage1RoundSeconds.observe(timing.seconds);
+      onStep: (entry, seconds) => {
+        metrics.stage1RoundSeconds.observe(seconds);
         stage1Monitor.record(basename(modelDir), entry, total);
         onRound(entry.step, total);
       },
@@ -118,6 +125,7 @@ async function main(): Promise<void> {
     await publisher.close();
     await collector.close();
     await control.close();
+    await registry.close();
     await router.close();
     await metricsServer?.close();
   }, log);

@@ -3,10 +3,11 @@ import { createMetrics, startMetricsServer, type MetricsServer, type ScaleotMetr
 import { JobQueue, JobWorker, type JobHandler, type JobHandlers, type JobKind } from '@scaleot/queue';
 import type { ResultSenderOptions } from '@scaleot/transport';
 import { redisConnectionOf, type ClusterConfig } from './clusterConfig.js';
-import { ComputeExecutor } from '@scaleot/model';
+import { ComputeExecutor, workerMemoryBytes } from '@scaleot/model';
 import { ConcurrencyGate } from './ConcurrencyGate.js';
 import { pipelineHandlers } from './pipelineHandlers.js';
 import { Stage1WorkerRuntime } from './Stage1WorkerRuntime.js';
+import { WorkerRegistry } from './WorkerRegistry.js';
 
 export interface ClusterWorkerOptions {
   config: ClusterConfig;
@@ -22,6 +23,10 @@ export interface ClusterWorkerOptions {
   sender?: Pick<ResultSenderOptions, 'ackTimeoutMs' | 'attempts' | 'beforeSend'>;
   /** Start the /healthz /readyz /metrics server. Default true. */
   serveMetrics?: boolean;
+  /** Report this worker and its memory budget (`workerMemoryBytes()`) in the worker registry while it runs. Default true. */
+  register?: boolean;
+  /** Registry entry lifetime without a refresh, ms. Default 30 000 (WorkerRegistry's). */
+  registryTtlMs?: number;
   logger?: Logger;
 }
 
@@ -44,6 +49,7 @@ export class ClusterWorker {
     private readonly log: Logger,
     private server: MetricsServer | undefined,
     private readonly state: { ready: boolean; draining: boolean; jobs: number },
+    private registry?: WorkerRegistry,
   ) {
     this.metrics = metrics;
     this.worker = workers[0];
@@ -113,8 +119,14 @@ export class ClusterWorker {
       });
     }
     await Promise.all(workers.map((w) => w.waitUntilReady()));
+    // The coordinator plans stage 1 (data-parallel or pipeline stages) from the budgets workers report.
+    const memoryBytes = (options.register ?? true) ? workerMemoryBytes() : undefined;
+    if (memoryBytes !== undefined) {
+      self.registry = new WorkerRegistry({ connection, prefix: config.queuePrefix, ttlMs: options.registryTtlMs, logger: log });
+      await self.registry.register({ id: WorkerRegistry.workerId(), memoryBytes, queues: queueNames, group: config.workerGroup, host: config.advertiseHost, pid: process.pid });
+    }
     state.ready = true;
-    log.info({ queues: queueNames, prefix: config.queuePrefix, pid: process.pid, metrics: self.server?.url }, 'worker ready');
+    log.info({ queues: queueNames, prefix: config.queuePrefix, pid: process.pid, metrics: self.server?.url, memoryBytes }, 'worker ready');
     return self;
   }
 
@@ -125,6 +137,8 @@ export class ClusterWorker {
   /** Stops taking jobs, lets the running ones finish (results recorded), then frees everything. */
   async close(): Promise<void> {
     this.state.draining = true;
+    // Out of the registry first: a draining worker takes no stage of the next plan.
+    await this.registry?.close();
     await Promise.all(this.workers.map((w) => w.close()));
     await this.runtime.close();
     await this.compute.close();

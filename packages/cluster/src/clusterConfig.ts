@@ -138,7 +138,7 @@ const ENVIRONMENT: { name: string; roles: ('coordinator' | 'worker')[]; doc: str
   { name: 'OPENBLAS_NUM_THREADS', roles: ['coordinator', 'worker'], doc: 'OpenBLAS threads per matmul (default 1: data-parallel replicas already use one thread per core)' },
   { name: 'SCALEOT_LOG_LEVEL', roles: ['coordinator', 'worker'], doc: 'pino level (default info)' },
   { name: 'SCALEOT_ADVERTISE_HOST', roles: ['coordinator', 'worker'], doc: 'address peers reach this process\' pipeline-parallel sockets at, e.g. the pod IP (default 127.0.0.1)' },
-  { name: 'SCALEOT_WORKER_MEMORY_BYTES', roles: ['coordinator', 'worker'], doc: 'memory one worker may use, bytes: pipeline stages are cut to fit it (default: the pod/cgroup memory limit, else the machine\'s memory)' },
+  { name: 'SCALEOT_WORKER_MEMORY_BYTES', roles: ['coordinator', 'worker'], doc: 'memory one worker may use, bytes; workers report it in the worker registry and the coordinator cuts stage 1 into pipeline stages to fit it when a model does not fit one worker (default: the pod/cgroup memory limit, else the machine\'s memory)' },
   { name: 'SCALEOT_ZMQ_PARAMS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port publishing stage-1 parameters (default 5555)' },
   { name: 'SCALEOT_ZMQ_RESULTS_PORT', roles: ['coordinator', 'worker'], doc: 'ZeroMQ port collecting gradients (default 5556)' },
   { name: 'SCALEOT_CURVE_SERVER_PUBLIC_KEY', roles: ['coordinator', 'worker'], doc: 'CURVE public key of the coordinator (unset: plain TCP)' },

@@ -4,7 +4,9 @@ import { readModelConfig, type StagePlan } from '@scaleot/model';
 import { sourceModelInfo } from '@scaleot/offsite';
 import { resolveStage1Hyper, stage1Loop, stage1Streams, type Stage1HyperParameters, type Stage1Result, type Stage1StepLog } from '@scaleot/scaleot';
 import { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
+import type { PipelineSession, StageReady } from './PipelineSession.js';
 import { PipelineStage1Executor, type PipelineRoundCompute } from './PipelineStage1Executor.js';
+import type { StageStats } from './pipelineStageCompute.js';
 
 export interface PipelineStage1Options extends Partial<Stage1HyperParameters>, Omit<PipelineRunOptions, 'model' | 'microBatch'> {
   /** The full model (HF dir) as the workers resolve it (absolute, or under their storage dir). */
@@ -33,6 +35,14 @@ export interface PipelineStage1Result extends Stage1Result {
   plan: StagePlan;
   /** Pipeline sessions started (1 + replans after a stage died). */
   attempts: number;
+  /** The last session's stages as they reported ready (address, load seconds). */
+  ready: StageReady[];
+  /** The last session's final figures per stage (peak RSS over load and steps, compute seconds, bytes sent stage to stage). */
+  stages: StageStats[];
+  /** Micro-batches the last session carried (gradient and rollout ones). */
+  microBatches: number;
+  /** Bytes the last session's stages sent stage to stage, as `PipelineSession.interStageBytes` counts them. */
+  interStageBytes: number;
 }
 
 /**
@@ -50,6 +60,8 @@ export async function runPipelineStage1(opts: PipelineStage1Options): Promise<Pi
   const streams = await stage1Streams(opts, modelPath, hyper.seqLen);
   const pipeline = await PipelineRun.open({ ...opts, model: opts.modelDir, logger: log });
   const executor = new PipelineStage1Executor(pipeline);
+  // The session that ran the last step: its stages' final figures arrive when the loop closes it.
+  let lastSession: PipelineSession | undefined;
   const result = await stage1Loop(executor, {
     hyper,
     layout,
@@ -63,7 +75,10 @@ export async function runPipelineStage1(opts: PipelineStage1Options): Promise<Pi
     stopAfterStep: opts.stopAfterStep,
     manifestExtras: { pipeline: { stages: pipeline.plan.stages.map((s) => [s.from, s.to]) } },
     logger: log,
-    onStep: (entry) => opts.onStep?.(entry, executor.last),
+    onStep: (entry) => {
+      lastSession = pipeline.session ?? lastSession;
+      opts.onStep?.(entry, executor.last);
+    },
   });
-  return { ...result, plan: pipeline.plan, attempts: pipeline.attempts };
+  return { ...result, plan: pipeline.plan, attempts: pipeline.attempts, ready: lastSession?.ready ?? [], stages: lastSession?.stages ?? [], microBatches: lastSession?.microBatches ?? 0, interStageBytes: lastSession?.interStageBytes ?? 0 };
 }

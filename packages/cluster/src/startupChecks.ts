@@ -1,5 +1,6 @@
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { workerMemoryBytes } from '@scaleot/model';
 import type { ClusterConfig } from './clusterConfig.js';
 import { clusterConfigFromEnv } from './clusterConfig.js';
 import { coordinatorSettingsSchema, readSettingsFile, type CoordinatorSettings } from './contracts.js';
@@ -131,6 +132,12 @@ export async function workerStartup(env: NodeJS.ProcessEnv = process.env): Promi
     problems.push(`SCALEOT_METRICS_PORT: port ${config.metricsPort} is in use (another worker on this host?); give each worker its own port, or 0 for any free one`);
   }
   if (Boolean(config.curveClientPublicKey) !== Boolean(config.curveClientSecretKey)) problems.push('SCALEOT_CURVE_CLIENT_PUBLIC_KEY and SCALEOT_CURVE_CLIENT_SECRET_KEY go together');
+  try {
+    // The worker reports it to the coordinator's stage planning.
+    workerMemoryBytes(env);
+  } catch (error) {
+    problems.push(message(error));
+  }
   await checkRedis(config, problems);
   return problems.length ? { ok: false, problems } : { ok: true, value: config };
 }
