@@ -8,6 +8,7 @@ import {
   exitWithProblems,
   stage1Steps,
   Coordinator,
+  PlacingJobRunner,
   QueueJobRunner,
   redisConnectionOf,
   Stage1Monitor,
@@ -37,7 +38,6 @@ async function main(): Promise<void> {
   // Each job kind on the queue SCALEOT_JOB_ROUTES names; worker groups consume their queues.
   const router = new JobRouter(config.jobRoutes, { connection, prefix: config.queuePrefix });
   const queue = router.queueFor('stage1.shard');
-  const runner = new QueueJobRunner(router, connection);
   // With SCALEOT_CURVE_CLIENT_KEYS_FILE only the listed worker keys complete the handshake (ZAP).
   const curve = config.curvePublicKey && config.curveSecretKey ? { publicKey: config.curvePublicKey, secretKey: config.curveSecretKey, allowedClientKeys: curveClientKeys } : undefined;
   const publisher = await ParameterPublisher.open({ bind: `tcp://0.0.0.0:${config.paramsPort}`, curve, logger: log });
@@ -53,6 +53,8 @@ async function main(): Promise<void> {
   const stage1Monitor = new Stage1Monitor(config.storageDir);
   // The workers' memory budgets: stage 1 runs data-parallel when the model fits one worker, else as pipeline stages.
   const registry = new WorkerRegistry({ connection, prefix: config.queuePrefix, logger: log });
+  // Tuning and evaluation jobs of a model too large for one worker run here as pipeline stages.
+  const runner = new PlacingJobRunner({ inner: new QueueJobRunner(router, connection), registry, stageQueue: router.queueFor('pipeline.stage'), storageDir: config.storageDir, dataRoot: settings.dataRoot, advertiseHost: config.advertiseHost, metrics, logger: log });
   const stage1: CoordinatorOptions['stage1'] = async (modelDir, outDir, onRound) => {
     // The run's own total (the settings' steps or stage 1's default), never the step just taken.
     const total = stage1Steps(settings);

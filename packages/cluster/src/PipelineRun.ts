@@ -29,6 +29,8 @@ export interface PipelineRunOptions {
   runId?: string;
   /** Times a stage may die over the run: each time the work in hand runs again under a new plan over the workers still connected. Default 2. */
   retries?: number;
+  /** Stops the run (its stages are told to stop; the work in hand rejects with CANCELLED). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -59,6 +61,8 @@ export class PipelineRun {
   /** Plans and starts the first session. */
   static async open(options: PipelineRunOptions): Promise<PipelineRun> {
     const run = new PipelineRun(options);
+    // A cancelled run's stages stop at once; the work waiting on them rejects with CANCELLED.
+    options.signal?.addEventListener('abort', () => void run.abort(new ClusterError('CANCELLED', 'the pipeline run was cancelled', { where: run.baseId })), { once: true });
     run.perWorker = options.budgets ? Math.min(...options.budgets) : workerMemoryBytes();
     run.budgets = options.budgets ?? new Array<number>(options.workers ?? (await run.liveWorkers())).fill(run.perWorker);
     await run.start();
@@ -69,6 +73,7 @@ export class PipelineRun {
   async attempt<T>(work: (session: PipelineSession) => Promise<T>): Promise<T> {
     for (;;) {
       try {
+        this.throwIfCancelled();
         if (!this.session) await this.start();
         return await work(this.session!);
       } catch (err) {
@@ -98,6 +103,10 @@ export class PipelineRun {
     const session = this.session;
     this.session = undefined;
     await session?.abort(error).catch(() => undefined);
+  }
+
+  private throwIfCancelled(): void {
+    if (this.options.signal?.aborted) throw new ClusterError('CANCELLED', 'the pipeline run was cancelled', { where: this.baseId });
   }
 
   private async start(): Promise<void> {

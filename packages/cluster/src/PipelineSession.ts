@@ -79,8 +79,8 @@ export class PipelineSession {
   /** Direct links to the stages for `params` and `collect` (index 0 is `first`). */
   private readonly direct: PipelineOutbox[] = [];
   private readonly collecting = new Map<number, Pending>();
-  /** The last parameter version sent: every batch after it names it, so no stage computes with older parameters. */
-  private paramsVersion?: number;
+  /** The last parameter version sent (0: none): every batch after it names it, so no stage computes with older parameters. */
+  private paramsVersion = 0;
   private ended?: { resolve: () => void; reject: (e: Error) => void };
   private failure?: Error;
   private readonly log: Logger;
@@ -148,13 +148,13 @@ export class PipelineSession {
   };
 
   /**
-   * Sends each stage its share of `tensors` (names → the stages holding them, by `stagesOf`) as
-   * parameter version `version`; every batch sent after it names the version and waits on a stage
-   * until its parameters are there (they travel another way). Weights (not harmonizers) sent are the
-   * ones a train step differentiates.
+   * Sends each stage its share of `tensors` (names → the stages holding them, by `stagesOf`) as a new
+   * parameter version; every batch sent after it names the version and waits on a stage until its
+   * parameters are there (they travel another way). Weights (not harmonizers) sent are the ones a train
+   * step differentiates.
    */
-  async sendParams(version: number, tensors: TensorSet, stagesOf: (name: string) => readonly number[]): Promise<void> {
-    this.paramsVersion = version;
+  async sendParams(tensors: TensorSet, stagesOf: (name: string) => readonly number[]): Promise<void> {
+    const version = ++this.paramsVersion;
     const shares = this.options.plan.stages.map(() => new TensorSet());
     for (const [name, t] of tensors) for (const stage of stagesOf(name)) shares[stage].set(name, t);
     await Promise.all(shares.map((share, i) => this.link(i).send({ header: { type: 'params', runId: this.options.runId, version }, tensors: share })));
@@ -236,7 +236,7 @@ export class PipelineSession {
     const tensors = new TensorSet().add('ids', ids, shape, 'I32');
     if (lossMask) tensors.add('lossMask', lossMask, [shape[0], shape[1] - 1]);
     const header: PipelineMessage['header'] = { ...extra, type: 'batch', runId: this.options.runId, id };
-    if (this.paramsVersion !== undefined) header.version = this.paramsVersion;
+    if (this.paramsVersion > 0) header.version = this.paramsVersion;
     this.first!.send({ header, tensors }).catch((err: Error) => this.fail(err));
     return result;
   }

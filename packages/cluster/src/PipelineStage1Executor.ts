@@ -25,7 +25,6 @@ export interface PipelineRoundCompute {
  */
 export class PipelineStage1Executor implements Stage1Executor {
   private run?: Stage1RunContext;
-  private version = 0;
   last: PipelineRoundCompute = { gradientSeconds: 0, rolloutSeconds: 0 };
 
   constructor(private readonly pipeline: PipelineRun) {}
@@ -92,6 +91,6 @@ export class PipelineStage1Executor implements Stage1Executor {
         owner.set(name, [stageOfBlock.get(i)!]);
       }
     }
-    await session.sendParams(++this.version, tensors, (name) => owner.get(name)!);
+    await session.sendParams(tensors, (name) => owner.get(name)!);
   }
 }

@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import type { TokenBatch } from '@scaleot/model';
 import type { GradientExecutor } from '@scaleot/offsite';
-import { createTensor, TensorSet } from '@scaleot/transport';
 import * as tf from '@tensorflow/tfjs';
 import type { PipelineRun } from './PipelineRun.js';
 import type { PipelineSession } from './PipelineSession.js';
+import { sendWeights, type StagesHolding } from './stageWeights.js';
 
 /**
  * Gradients of a training step (tuning, full fine-tuning) on a pipeline of stage workers, for
@@ -16,18 +16,14 @@ import type { PipelineSession } from './PipelineSession.js';
  */
 export class PipelineTrainer implements GradientExecutor {
   private weights = new Map<string, Float32Array>();
-  private version = 0;
   /** Seconds of the last step through the stages. */
   lastStepSeconds = 0;
 
-  /**
-   * `shapes`: the trainable weights' canonical names and shapes. `stagesOf`: which stages of a plan
-   * hold a weight (its block's stage; the embedding the first, the head the last, both for a tied one).
-   */
+  /** `shapes`: the trainable weights' canonical names and shapes. */
   constructor(
     private readonly pipeline: PipelineRun,
     private readonly shapes: ReadonlyMap<string, readonly number[]>,
-    private readonly stagesOf: (name: string, plan: PipelineRun['plan']) => number[],
+    private readonly stagesOf: StagesHolding,
   ) {}
 
   async loadTrainable(values: ReadonlyMap<string, Float32Array>): Promise<void> {
@@ -53,8 +49,6 @@ export class PipelineTrainer implements GradientExecutor {
 
   /** Sends the current weights as a new version (also before evaluating the trained model on the stages). */
   async sendWeights(session: PipelineSession): Promise<void> {
-    const tensors = new TensorSet();
-    for (const [name, shape] of this.shapes) tensors.set(name, createTensor(this.weights.get(name)!, shape));
-    await session.sendParams(++this.version, tensors, (name) => this.stagesOf(name, this.pipeline.plan));
+    await sendWeights(session, this.pipeline.plan, new Map([...this.shapes].map(([name, shape]) => [name, { data: this.weights.get(name)!, shape }])), this.stagesOf);
   }
 }

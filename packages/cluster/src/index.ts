@@ -70,5 +70,7 @@ export { PIPELINE_STAGE_COMPUTE } from './pipelineHandlers.js';
 export { runPipelineEvaluation, type PipelineEvaluationOptions, type PipelineEvaluationResult } from './runPipelineEvaluation.js';
 export { peakRssBytes } from './peakRss.js';
 export { WorkerRegistry, type WorkerRecord, type WorkerRegistryOptions } from './WorkerRegistry.js';
-export { planStage1Placement, type Stage1Placement, type Stage1PlacementOptions } from './planStage1Placement.js';
+export { planPlacement, type Placement, type PlacementOptions } from './planPlacement.js';
+export { PlacingJobRunner, type PlacingJobRunnerOptions } from './PlacingJobRunner.js';
+export { stagesHolding, sendWeights, type StagesHolding } from './stageWeights.js';
 export { runClusterStage1, type ClusterStage1Options, type ClusterStage1Result } from './runClusterStage1.js';

@@ -4,7 +4,7 @@ import type { PlanOptions, StagePlan } from '@scaleot/model';
 import type { JobQueue } from '@scaleot/queue';
 import type { Stage1Result, Stage1StepLog } from '@scaleot/scaleot';
 import { resolveArtifact } from './clusterConfig.js';
-import { planStage1Placement, type Stage1Placement } from './planStage1Placement.js';
+import { planPlacement, type Placement } from './planPlacement.js';
 import { runDistributedStage1, type DistributedStage1Options } from './runDistributedStage1.js';
 import { runPipelineStage1 } from './runPipelineStage1.js';
 import type { WorkerRegistry } from './WorkerRegistry.js';
@@ -26,7 +26,7 @@ export interface ClusterStage1Options extends Omit<DistributedStage1Options, 'on
 
 export interface ClusterStage1Result extends Stage1Result {
   /** How the run was placed (and why). */
-  placement: Stage1Placement;
+  placement: Placement;
   /** The pipeline's last plan (pipeline runs). */
   plan?: StagePlan;
 }
@@ -43,7 +43,7 @@ export async function runClusterStage1(options: ClusterStage1Options): Promise<C
   const pipelineQueue = options.pipelineQueue ?? options.queue;
   const modelDir = resolveArtifact(options.storageDir, options.modelDir);
   const workers = await options.registry.list({ queue: pipelineQueue.name });
-  const placement = await planStage1Placement(modelDir, workers, { plan: options.plan, logger: log });
+  const placement = await planPlacement(modelDir, workers, { plan: options.plan, logger: log });
   if (placement.mode === 'data-parallel') {
     const { registry: _registry, pipelineQueue: _pipelineQueue, plan: _plan, advertiseHost: _advertiseHost, metrics: _metrics, onStep, ...distributed } = options;
     const result = await runDistributedStage1({ ...distributed, onStep: onStep && ((entry, timing) => onStep(entry, timing.seconds)) });

@@ -4,6 +4,7 @@ import { evaluateScored, resolveTask, type EvalResult, type TaskInput } from '@s
 import { Tokenizer } from '@scaleot/tokenizer';
 import { resolveArtifact } from './clusterConfig.js';
 import { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
+import { sendWeights, stagesHolding } from './stageWeights.js';
 import type { StageReady } from './PipelineSession.js';
 import type { StageStats } from './pipelineStageCompute.js';
 
@@ -16,6 +17,8 @@ export interface PipelineEvaluationOptions extends PipelineRunOptions {
   maxExamples?: number;
   /** Rows per protocol batch (default 8); `microBatch` rows (default 1) travel together: a batch's micro-batches are in flight together. */
   batchSize?: number;
+  /** Weights that replace the model's own on the stages holding them (a tuned adapter's blocks), by canonical name. */
+  weights?: ReadonlyMap<string, { data: Float32Array; shape: readonly number[] }>;
 }
 
 export interface PipelineEvaluationResult {
@@ -49,7 +52,8 @@ export async function runPipelineEvaluation(options: PipelineEvaluationOptions):
   const run = await PipelineRun.open({ ...options, logger: log });
   try {
     let started = 0;
-    const result: EvalResult = await run.attempt((session) => {
+    const result: EvalResult = await run.attempt(async (session) => {
+      if (options.weights) await sendWeights(session, run.plan, options.weights, await stagesHolding(modelDir));
       started = performance.now();
       return evaluateScored({ maxPositions: config.maxPositions, nll: session.nll }, task, tokenizer, { batchSize: options.batchSize ?? 8, maxBlocks: options.maxBlocks, maxExamples: options.maxExamples, label: 'pipeline eval', logger: log });
     });

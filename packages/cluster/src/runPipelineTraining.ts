@@ -1,5 +1,5 @@
 import { createLogger } from '@scaleot/core';
-import { stageParameters, type StagePlan } from '@scaleot/model';
+import type { StagePlan } from '@scaleot/model';
 import {
   DEFAULT_TRAIN,
   evaluateScored,
@@ -22,6 +22,7 @@ import { resolveArtifact } from './clusterConfig.js';
 import { ClusterError } from './ClusterError.js';
 import { PipelineRun, type PipelineRunOptions } from './PipelineRun.js';
 import { PipelineTrainer } from './PipelineTrainer.js';
+import { stagesHolding } from './stageWeights.js';
 
 export interface PipelineTrainingOptions extends PipelineRunOptions {
   task: TaskInput;
@@ -67,10 +68,10 @@ export async function runPipelineTraining(options: PipelineTrainingOptions): Pro
   const task = await resolveTask(options.task, options.dataRoot);
   const tokenizer = await Tokenizer.fromDir(dir);
   const hyper = { ...DEFAULT_TRAIN, ...options.hyper };
-  const { weights: initial, config, family, emulator } = await readTrainableWeights(dir, options.trainable);
+  const { weights: initial, config, emulator } = await readTrainableWeights(dir, options.trainable);
   if (options.adapterOutDir && (!emulator || options.trainable !== 'adapters')) throw new ClusterError('BAD_OPTION', 'an adapter artifact comes from tuning an emulator\'s adapters (trainable "adapters")', { where: 'adapterOutDir' });
   const variables = new Map([...initial].map(([name, w]) => [name, tf.variable(tf.tensor(w.data, w.shape, 'float32'), true, `pipeline-train/${name}`)]));
-  const stagesOf = (name: string, plan: StagePlan) => plan.stages.filter((s) => stageParameters(family, config, s).names.has(name)).map((s) => s.index);
+  const stagesOf = await stagesHolding(dir);
   let pipeline: PipelineRun | undefined;
   try {
     pipeline = await PipelineRun.open({ ...options, logger: log });

@@ -3,10 +3,10 @@ import type { PlanOptions, StagePlan } from '@scaleot/model';
 import { planPipeline } from './planPipeline.js';
 import type { WorkerRecord } from './WorkerRegistry.js';
 
-/** How stage 1 of a model runs on the workers there are. */
-export type Stage1Placement =
+/** How work on a model (stage 1, tuning, evaluation) runs on the workers there are. */
+export type Placement =
   | {
-      /** Data-parallel shard jobs (`runDistributedStage1`): every worker loads the whole model. */
+      /** As when every model fit one worker: jobs that load the whole model (stage 1: data-parallel shard jobs). */
       mode: 'data-parallel';
       /** Why: the model fits one worker, or no worker reported a budget. */
       reason: 'fits-one-worker' | 'no-budgets';
@@ -15,7 +15,7 @@ export type Stage1Placement =
       plan?: StagePlan;
     }
   | {
-      /** Pipeline stages (`runPipelineStage1`): each stage worker loads only its blocks. */
+      /** Pipeline stages (`runPipelineStage1`, `runPipelineTraining`, `runPipelineEvaluation`): each stage worker loads only its blocks. */
       mode: 'pipeline';
       workers: WorkerRecord[];
       plan: StagePlan;
@@ -23,24 +23,29 @@ export type Stage1Placement =
       budgets: number[];
     };
 
-export interface Stage1PlacementOptions {
+export interface PlacementOptions {
   /** Planner settings (fixed overhead, activations, slack, per-stage weight cap). Default: the planner's. */
   plan?: Omit<PlanOptions, 'budgets'>;
+  /** What is placed and how it runs when the model fits one worker, for the log lines. Default 'stage 1' run as 'data-parallel shards'. */
+  work?: string;
+  whole?: string;
   logger?: Logger;
 }
 
 /**
- * Chooses stage 1's execution from the live workers' memory budgets (their `WorkerRegistry` entries):
+ * Chooses how work on a model runs from the live workers' memory budgets (their `WorkerRegistry` entries):
  * a model that fits one worker keeps the data-parallel shards, one that does not runs as a pipeline of
  * stage workers. A stage job goes to whichever worker takes it, so every worker is planned with the
  * smallest budget reported. Throws `PipelinePlanError` `DOES_NOT_FIT` (naming the workers it would take)
  * when even all of them cannot hold the model. No worker with a budget (workers of a release without the
  * registry, or none started yet): data-parallel, as before.
  */
-export async function planStage1Placement(modelDir: string, workers: WorkerRecord[], options: Stage1PlacementOptions = {}): Promise<Stage1Placement> {
-  const log = options.logger ?? createLogger('cluster.stage1');
+export async function planPlacement(modelDir: string, workers: WorkerRecord[], options: PlacementOptions = {}): Promise<Placement> {
+  const log = options.logger ?? createLogger('cluster.placement');
+  const work = options.work ?? 'stage 1';
+  const whole = options.whole ?? 'data-parallel shards';
   if (workers.length === 0) {
-    log.warn({ model: modelDir }, 'stage 1: data-parallel shards (no worker reported a memory budget, so no pipeline can be planned)');
+    log.warn({ model: modelDir }, `${work}: ${whole} (no worker reported a memory budget, so no pipeline can be planned)`);
     return { mode: 'data-parallel', reason: 'no-budgets', workers };
   }
   const smallest = Math.min(...workers.map((w) => w.memoryBytes));
@@ -49,9 +54,9 @@ export async function planStage1Placement(modelDir: string, workers: WorkerRecor
   const stages = plan.stages.map((s) => ({ stage: s.index, blocks: [s.from, s.to], weightBytes: s.weightBytes, estimatedBytes: s.estimatedBytes }));
   const context = { model: modelDir, workers: workers.length, budgetBytes: smallest, modelBytes: plan.modelBytes, stages };
   if (plan.stages.length === 1) {
-    log.info({ ...context, mode: 'data-parallel' }, 'stage 1: data-parallel shards (the model fits one worker)');
+    log.info({ ...context, mode: 'data-parallel' }, `${work}: ${whole} (the model fits one worker)`);
     return { mode: 'data-parallel', reason: 'fits-one-worker', workers, plan };
   }
-  log.info({ ...context, mode: 'pipeline' }, `stage 1: pipeline of ${plan.stages.length} stages (the model does not fit one worker)`);
+  log.info({ ...context, mode: 'pipeline' }, `${work}: pipeline of ${plan.stages.length} stages (the model does not fit one worker)`);
   return { mode: 'pipeline', workers, plan, budgets };
 }
