@@ -70,7 +70,7 @@ export async function runPipelineTraining(options: PipelineTrainingOptions): Pro
   const hyper = { ...DEFAULT_TRAIN, ...options.hyper };
   const { weights: initial, config, emulator } = await readTrainableWeights(dir, options.trainable);
   if (options.adapterOutDir && (!emulator || options.trainable !== 'adapters')) throw new ClusterError('BAD_OPTION', 'an adapter artifact comes from tuning an emulator\'s adapters (trainable "adapters")', { where: 'adapterOutDir' });
-  const variables = new Map([...initial].map(([name, w]) => [name, tf.variable(tf.tensor(w.data, w.shape, 'float32'), true, `pipeline-train/${name}`)]));
+  const variables = new Map([...initial].map(([name, w]) => [name, tf.variable(tf.tensor(w.data, w.shape, 'float32'), true)]));
   const stagesOf = await stagesHolding(dir);
   let pipeline: PipelineRun | undefined;
   try {

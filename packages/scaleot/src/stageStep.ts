@@ -58,56 +58,110 @@ export function stageMaskedForward(stage: PipelineStage, harmonizers: ReadonlyMa
 }
 
 /**
- * Recomputes the stage's forward under a gradient tape (GPipe's re-materialisation: a stage keeps only
- * its micro-batches' inputs between the forward and the backward pass) and returns the gradients of
- * its harmonizers and, when asked, of its input. The last stage starts from the LM loss
- * Σ NLL / tokenNorm, the others from `upstream`; every stage adds its share of the alignment term.
+ * The stage's backward pass for one micro-batch, block by block (GPipe's re-materialisation, down to
+ * the block: the stage keeps only its micro-batches' inputs between the forward and the backward pass,
+ * recomputes its forward without a tape keeping each block's input, then differentiates one block at a
+ * time from the top, so it holds one block's intermediates at a time, not the whole stage's). Returns
+ * the gradients of the harmonizers the mask routes through and of `weights`, and, when asked, of the
+ * input. The last stage starts from the LM loss Σ NLL / tokenNorm, the others from `upstream`; every
+ * replaced block adds its share of the alignment term.
  */
 export function stageBackward(stage: PipelineStage, harmonizers: ReadonlyMap<number, Harmonizer>, settings: StageRoundSettings, step: StageBackwardInput): StageBackwardResult {
-  const active = activeVariables(harmonizers, settings.mask);
-  for (const [name, v] of step.weights ?? []) active.set(name, v);
-  const names = [...active.keys()];
-  const vars = [...active.values()];
-  const wantInput = step.inputGrad && !stage.first;
-  const xs: tf.Tensor[] = wantInput ? [step.input, ...vars] : vars;
-  if (xs.length === 0) throw new ScaleotMethodError('BAD_OPTION', `stage [${stage.range.from}, ${stage.range.to}) has nothing to differentiate: no weight or harmonizer of it is trained and no input gradient is asked`, { where: 'stageBackward' });
   if (stage.last ? !step.targets : !step.upstream) throw new ScaleotMethodError('BAD_OPTION', stage.last ? 'the last stage needs the targets' : 'a stage before the last needs the upstream gradient', { where: 'stageBackward' });
+  const modules = maskedModules(stage.blocks, harmonizers, settings.mask);
+  const active = activeVariables(harmonizers, settings.mask);
+  const trained = (named: Iterable<[string, tf.Variable]>) => [...named].filter(([name]) => active.has(name) || step.weights?.has(name) === true);
+  const moduleVars = modules.map((m) => trained(m.namedVariables()));
+  const embeddingVars = stage.first ? trained(stage.stem.embeddingVariables()) : [];
+  const headVars = stage.last ? trained(stage.stem.headVariables()) : [];
+  const wantInput = step.inputGrad && !stage.first;
+  // needsGrad[j]: the gradient w.r.t. module j's input is needed (something below it trains, or the previous stage asks).
+  const needsGrad: boolean[] = [wantInput || embeddingVars.length > 0];
+  moduleVars.forEach((vars, j) => needsGrad.push(needsGrad[j] || vars.length > 0));
+  if (!needsGrad[modules.length] && headVars.length === 0) throw new ScaleotMethodError('BAD_OPTION', `stage [${stage.range.from}, ${stage.range.to}) has nothing to differentiate: no weight or harmonizer of it is trained and no input gradient is asked`, { where: 'stageBackward' });
   const rows = step.input.shape[0];
   const alignScale = (settings.alignWeight * rows) / settings.rowsNorm;
-  const kept: { nll?: tf.Scalar; align?: tf.Scalar } = {};
-  const { value, grads } = tf.engine().gradients(
-    () => {
-      const h0 = stage.first ? stage.stem.embed(step.input as tf.Tensor2D) : (step.input as tf.Tensor3D);
-      const { h, terms } = maskedSegment(stage.blocks, harmonizers, settings.mask, h0, settings.alignWeight > 0);
-      let loss: tf.Scalar;
-      if (stage.last) {
-        const tokenNll = crossEntropyPerToken(stage.stem.head(h), step.targets!);
-        const nll = tf.sum(step.lossMask ? tf.mul(tokenNll, step.lossMask) : tokenNll) as tf.Scalar;
-        kept.nll = tf.keep(nll);
-        loss = tf.div(nll, settings.tokenNorm) as tf.Scalar;
-      } else {
-        // Σ h ⊙ upstream: its gradient is exactly the vector-Jacobian product with the upstream gradient.
-        loss = tf.sum(tf.mul(h, step.upstream!)) as tf.Scalar;
-      }
-      if (terms.length > 0) {
-        const align = tf.div(tf.addN(terms), settings.alignCount) as tf.Scalar;
-        kept.align = tf.keep(align);
-        loss = tf.add(loss, tf.mul(align, alignScale)) as tf.Scalar;
-      }
-      return loss;
-    },
-    xs,
-    undefined,
-    true,
-  );
-  value.dispose();
-  const nllSum = kept.nll ? kept.nll.dataSync()[0] : 0;
-  const align = kept.align ? kept.align.dataSync()[0] : 0;
-  tf.dispose([kept.nll, kept.align].filter((t): t is tf.Scalar => t !== undefined));
   const out = new Map<string, tf.Tensor>();
-  const offset = wantInput ? 1 : 0;
-  names.forEach((name, i) => out.set(name, grads[offset + i] ?? tf.zerosLike(vars[i])));
-  return { inputGrad: wantInput ? (grads[0] as tf.Tensor3D) : undefined, grads: out, nllSum, align };
+  const accumulate = (vars: [string, tf.Variable][], grads: (tf.Tensor | undefined)[]) =>
+    vars.forEach(([name, v], i) => {
+      const g = grads[i] ?? tf.zerosLike(v);
+      const prev = out.get(name);
+      out.set(name, prev ? tf.add(prev, g) : g);
+      if (prev) tf.dispose([prev, g]);
+    });
+  /** Gradients of `loss()` w.r.t. `x` (when given) and `vars`. */
+  const differentiate = (loss: () => tf.Scalar, x: tf.Tensor | undefined, vars: [string, tf.Variable][]): tf.Tensor | undefined => {
+    const { value, grads } = tf.engine().gradients(loss, [...(x ? [x] : []), ...vars.map(([, v]) => v)], undefined, true);
+    value.dispose();
+    accumulate(vars, x ? grads.slice(1) : grads);
+    return x ? grads[0] : undefined;
+  };
+
+  // Forward without a tape, keeping each module's input.
+  const inputs: tf.Tensor3D[] = [];
+  let h = stage.first ? tf.tidy(() => stage.stem.embed(step.input as tf.Tensor2D)) : (step.input as tf.Tensor3D);
+  for (const m of modules) {
+    inputs.push(h);
+    h = tf.tidy(() => m.apply(h));
+  }
+  const owned = (t: tf.Tensor | undefined) => t !== undefined && t !== step.input && t !== step.upstream;
+  let nllSum = 0;
+  let align = 0;
+  let upstream: tf.Tensor3D | undefined = step.upstream;
+  if (stage.last) {
+    let nll: tf.Scalar | undefined;
+    upstream = differentiate(
+      () => {
+        const tokenNll = crossEntropyPerToken(stage.stem.head(h), step.targets!);
+        nll = tf.keep(tf.sum(step.lossMask ? tf.mul(tokenNll, step.lossMask) : tokenNll) as tf.Scalar);
+        return tf.div(nll, settings.tokenNorm) as tf.Scalar;
+      },
+      needsGrad[modules.length] ? h : undefined,
+      headVars,
+    ) as tf.Tensor3D | undefined;
+    nllSum = nll!.dataSync()[0];
+    nll!.dispose();
+  }
+  if (owned(h) && !inputs.includes(h)) h.dispose();
+  // Block by block from the top: the gradient w.r.t. each block's input is the next one down's upstream.
+  for (let j = modules.length - 1; j >= 0; j--) {
+    const x = inputs[j];
+    if (needsGrad[j + 1]) {
+      const replaced = modules[j] !== stage.blocks[j];
+      const dy = upstream!;
+      let term: tf.Scalar | undefined;
+      const dx = differentiate(
+        () => {
+          const { h: y, terms } = maskedSegment([stage.blocks[j]], harmonizers, settings.mask, x, replaced && settings.alignWeight > 0);
+          // Σ y ⊙ dy: its gradient is exactly the vector-Jacobian product with the upstream gradient.
+          let loss = tf.sum(tf.mul(y, dy)) as tf.Scalar;
+          if (terms.length > 0) {
+            term = tf.keep(tf.div(tf.addN(terms), settings.alignCount) as tf.Scalar);
+            loss = tf.add(loss, tf.mul(term, alignScale)) as tf.Scalar;
+          }
+          return loss;
+        },
+        needsGrad[j] ? x : undefined,
+        moduleVars[j],
+      ) as tf.Tensor3D | undefined;
+      if (term) {
+        align += term.dataSync()[0];
+        term.dispose();
+      }
+      if (owned(dy)) dy.dispose();
+      upstream = dx;
+    }
+    if (owned(x)) x.dispose();
+  }
+  if (embeddingVars.length > 0) {
+    const dy = upstream!;
+    differentiate(() => tf.sum(tf.mul(stage.stem.embed(step.input as tf.Tensor2D), dy)) as tf.Scalar, undefined, embeddingVars);
+    if (owned(dy)) dy.dispose();
+    upstream = undefined;
+  }
+  const inputGrad = wantInput ? upstream : undefined;
+  if (!wantInput && owned(upstream)) upstream!.dispose();
+  return { inputGrad, grads: out, nllSum, align };
 }
 
 /**
