@@ -99,14 +99,14 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
   const stats: StageStats = { stage: index, blocks: [payload.fromBlock, payload.toBlock], stepSeconds: 0, peakRssBytes: peakRss(), steps: 0, computeSeconds: 0, bytesSent: 0, bytesReceived: 0, hopBytes: 0, hopSeconds: 0 };
   const bytesSent = () => (links.next?.bytesSent ?? 0) + (links.previous?.bytesSent ?? 0);
   const statsJson = () => ({ ...stats, bytesSent: bytesSent(), bytesReceived: inbox.bytesReceived, peakRssBytes: peakRss() }) as unknown as JsonValue;
-  // Stage 1: this stage's harmonizers (the coordinator's copy, sent each round), the inputs kept for
-  // the backward pass, and each micro-batch's gradients until the coordinator collects them.
+  // Stage 1: this stage's harmonizers (the coordinator's copy, sent each phase, versioned).
   const harmonizers = new Map<number, Harmonizer>();
   // Tuning and full fine-tuning: the weights the coordinator trains (sent each step, versioned).
   const weights = stage.namedWeights();
   const trained = new Map<string, tf.Variable>();
   let paramsVersion = -1;
   const deferred: PipelineMessage[] = [];
+  // Each train micro-batch's input, kept from its forward pass to its backward pass.
   const saved = new Map<number, SavedInput>();
   // One running sum, not one gradient set per micro-batch: a stage's gradients take its weights' bytes
   // once. Backward passes run in micro-batch order on every stage (each hop is one FIFO), so the sum
@@ -136,7 +136,7 @@ export async function pipelineStageJob(args: PipelineStageArgs, ctx: ComputeTask
     const lossMask = last && maskTensor ? tf.tensor2d(maskTensor.data as Float32Array, maskTensor.shape as [number, number]) : undefined;
     const id = header.id as number;
     if (train && last) {
-      // The last stage turns straight round: its forward and backward are one taped pass.
+      // The last stage turns straight round: the backward pass's own recomputation is its forward.
       saved.set(id, { input, targets, lossMask, settings: { ...train, mask: mask ?? [] }, lowest: train.lowest });
       await backward(id, undefined);
       return;
