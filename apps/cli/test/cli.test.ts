@@ -86,6 +86,17 @@ describe('scaleot CLI', () => {
     expect(src.targets).toEqual(['attn.c_attn', 'mlp.c_fc']);
     expect(Object.keys(src.ranks).sort()).toEqual(plan.raw.flatMap((i) => [`transformer.h.${i}.attn.c_attn.weight`, `transformer.h.${i}.mlp.c_fc.weight`]).sort());
 
+    // --select gradot: the same α per group, chosen by the measurement the manifest records.
+    const gradot = await scaleot(['emulate', '--method', 'scaleot', '--stage1', stage1, '--alpha', '0.5', '--adapters', '0,1,10,11', '--select', 'gradot', '--select-batch', '2', '--select-seq-len', '32', '--out', join(work, 'gradot-emu'), '--json']);
+    expect(gradot.code, gradot.stderr).toBe(0);
+    const gPlan = lastJson(gradot.stdout).plan as { replaced: number[]; groups: number[][] };
+    for (const g of gPlan.groups) expect(g.filter((i) => gPlan.replaced.includes(i))).toHaveLength(2);
+    const selection = JSON.parse(await readFile(join(work, 'gradot-emu', 'emulator.json'), 'utf8')).parameters.selection as { criterion: string; batchSize: number; seqLen: number; blocks: { index: number; keepScore: number }[] };
+    expect(selection).toMatchObject({ criterion: 'gradot', batchSize: 2, seqLen: 32 });
+    expect(selection.blocks.map((b) => b.index)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
+    const keep = new Map(selection.blocks.map((b) => [b.index, b.keepScore]));
+    for (const g of gPlan.groups) expect([...g].sort((a, b) => keep.get(a)! - keep.get(b)! || a - b).slice(0, 2).sort((a, b) => a - b)).toEqual(g.filter((i) => gPlan.replaced.includes(i)));
+
     const small = ['--steps', '2', '--batch', '2', '--micro-batch', '2', '--seq-len', '32', '--max-train-rows', '4', '--warmup', '1'];
     // A ScaleOT emulator is usable by the data owner's own commands (its harmonizer and SRC blocks are registered there too).
     const evaluated = await scaleot(['eval', '--emulator', join(work, 'scaleot-emu'), '--task', 'moby', '--max-blocks', '1', '--json']);

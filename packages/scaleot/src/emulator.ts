@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { familyOf, openModelCheckpoint, type FamilyNaming, type ModelConfig } from '@scaleot/model';
-import { saveEmulator, type EmulatorManifest, type EmulatorSpec, type LayerAssignment, type ShapedArray } from '@scaleot/offsite';
+import { saveEmulator, type TaskInput, type EmulatorManifest, type EmulatorSpec, type LayerAssignment, type ShapedArray } from '@scaleot/offsite';
+import { runGradot, type GradotMeasurement, type GradotOptions, type SelectionCriterion } from './gradotSelect.js';
 import { HARMONIZER_KIND, harmonizerPrefix } from './Harmonizer.js';
 import { rawPerGroup } from './importance.js';
 import { SRC_FACTORS_KIND, srcFactorNames } from './blockKinds.js';
@@ -47,6 +48,14 @@ export interface ScaleotEmulatorOptions {
   srcStorage?: 'dense' | 'factors';
   /** Block-relative module names SRC compresses (`<name>.weight`). Default: the family's attention projections. */
   srcTargets?: readonly string[];
+  /**
+   * Which criterion picks the compressed blocks (per group, round(α·|group|) of them, as always):
+   * 'importance' (stage 1's scores) or 'gradot' (measured on the owner's corpus: see gradotSelect.ts;
+   * the manifest records its per-block numbers). Not with mode 'uniform-replace'. Default 'importance'.
+   */
+  select?: SelectionCriterion;
+  /** GradOT's measurement settings and the owner's corpus it reads (train split). Default: GradotOptions' defaults, 'sotu'. */
+  gradot?: GradotOptions & { corpus?: TaskInput; dataRoot?: string; maxDocuments?: number; stream?: Int32Array };
   overwrite?: boolean;
 }
 
@@ -63,6 +72,8 @@ export interface ScaleotEmulatorResult {
   outDir: string;
   manifest: EmulatorManifest;
   plan: EmulatorPlan;
+  /** The GradOT measurement when `select` was 'gradot'. */
+  gradot?: GradotMeasurement;
 }
 
 /** Checks α or β: a finite number in [0, 1). */
@@ -115,6 +126,9 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
   if (!['replace', 'drop', 'uniform-replace'].includes(mode)) throw new ScaleotMethodError('BAD_OPTION', `mode must be replace, drop or uniform-replace, got ${JSON.stringify(mode)}`, { where: 'mode' });
   const storage = opts.srcStorage ?? 'dense';
   if (storage !== 'dense' && storage !== 'factors') throw new ScaleotMethodError('BAD_OPTION', `srcStorage must be dense or factors, got ${JSON.stringify(storage)}`, { where: 'srcStorage' });
+  const select = opts.select ?? 'importance';
+  if (select !== 'importance' && select !== 'gradot') throw new ScaleotMethodError('BAD_OPTION', `select must be importance or gradot, got ${JSON.stringify(select)}`, { where: 'select' });
+  if (select === 'gradot' && mode === 'uniform-replace') throw new ScaleotMethodError('BAD_OPTION', 'uniform-replace places harmonizers at fixed positions; it takes no selection criterion (use select importance)', { where: 'select' });
   const needsStage1 = alpha > 0;
   if (needsStage1 && !opts.stage1Dir) throw new ScaleotMethodError('STAGE1_MISSING', 'α > 0 needs the stage-1 artifacts (scores and harmonizers); pass stage1Dir', { where: 'stage1Dir' });
   const stage1: Stage1Artifacts | undefined = opts.stage1Dir ? await readStage1(opts.stage1Dir) : undefined;
@@ -125,6 +139,7 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
   const targets = [...(opts.srcTargets ?? defaultSrcTargets(config))];
   let spec: EmulatorSpec;
   let plan: EmulatorPlan;
+  let gradot: GradotMeasurement | undefined;
   const weights = new Map<string, ShapedArray>();
   try {
     const nAdapter = opts.nAdapter ?? stage1?.manifest.layout.nAdapter ?? 4;
@@ -142,7 +157,25 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
         );
       }
     }
-    plan = planEmulator({ scores: stage1?.scores ?? new Array(config.nLayer).fill(0), middle: layout.middle, alpha, groupSize, mode });
+    let scores = stage1?.scores ?? new Array<number>(config.nLayer).fill(0);
+    if (select === 'gradot' && alpha > 0) {
+      const { corpus, dataRoot, maxDocuments, stream, ...settings } = opts.gradot ?? {};
+      gradot = await runGradot({
+        ...settings,
+        modelDir: opts.modelDir,
+        adapterBlocks: [...layout.bottom, ...layout.top],
+        middle: layout.middle,
+        stage1,
+        standIn: mode === 'drop' ? 'identity' : 'harmonizer',
+        corpus,
+        dataRoot,
+        maxDocuments,
+        stream,
+      });
+      scores = new Array<number>(config.nLayer).fill(0);
+      for (const b of gradot.blocks) scores[b.index] = b.keepScore;
+    }
+    plan = planEmulator({ scores, middle: layout.middle, alpha, groupSize, mode });
     const adapterIdx = new Set([...layout.bottom, ...layout.top]);
     const layerMap: LayerAssignment[] = [];
     for (let i = 0; i < config.nLayer; i++) {
@@ -176,6 +209,7 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
         replacedMiddle: plan.replaced,
         droppedMiddle: plan.dropped,
         scores: Object.fromEntries(plan.middle.map((i) => [String(i), stage1?.scores[i] ?? null])),
+        selection: gradot ?? { criterion: select },
         stage1: stage1 ? { dir: stage1.dir, steps: stage1.manifest.steps, rank: stage1.manifest.harmonizer.rank, createdAt: stage1.manifest.createdAt, alignWeight: stage1.manifest.hyperParameters.alignWeight ?? null } : null,
       },
       layerMap,
@@ -186,7 +220,7 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
     await ckpt.close();
   }
   const manifest = await saveEmulator(resolve(opts.outDir), opts.modelDir, spec, weights, { overwrite: opts.overwrite });
-  return { outDir: resolve(opts.outDir), manifest, plan };
+  return { outDir: resolve(opts.outDir), manifest, plan, gradot };
 }
 
 /** SRC rank for a [rows, cols] matrix. */

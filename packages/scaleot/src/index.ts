@@ -63,6 +63,20 @@ export {
   type EmulatorPlan,
 } from './emulator.js';
 
+export {
+  runGradot,
+  measureGradotOnModel,
+  adapterGradient,
+  gradientChange,
+  gradotKeepScores,
+  type SelectionCriterion,
+  type GradotOptions,
+  type GradotRunOptions,
+  type GradotBlock,
+  type GradotMeasurement,
+  type AdapterGradient,
+} from './gradotSelect.js';
+
 import { registerScaleotBlockKinds } from './blockKinds.js';
 
 // Importing the package is enough for offsite's loadEmulator to rebuild ScaleOT emulators.

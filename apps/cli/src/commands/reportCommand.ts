@@ -59,7 +59,7 @@ export function reportCommand(): Command {
       let emulatorDir = flags.emulator;
       if (flags.method === 'scaleot' && !emulatorDir) {
         emulatorDir = join(workDir, 'emulator');
-        await buildScaleotFromFlags(flags.model, emulatorDir, flags, layout, true);
+        await buildScaleotFromFlags(flags.model, emulatorDir, flags, layout, true, flags.dataRoot);
       }
       const report = await fiveNumberReport({
         modelDir: flags.model,
@@ -78,7 +78,7 @@ export function reportCommand(): Command {
         logger: log,
         onPhase: (phase, state, seconds) => log.info({ phase, state, seconds }, `${phase} ${state}`),
       });
-      const result = { method: flags.method, ...(flags.method === 'scaleot' ? { alpha: flags.alpha, beta: flags.beta, mode: flags.mode, src_targets: flags.srcTargets, stage1: flags.stage1 } : {}), ...report };
+      const result = { method: flags.method, ...(flags.method === 'scaleot' ? { alpha: flags.alpha, beta: flags.beta, mode: flags.mode, select: flags.select, src_targets: flags.srcTargets, stage1: flags.stage1 } : {}), ...report };
       const markdown = renderReportMarkdown(report);
       await atomicWriteJson(join(workDir, 'report.json'), result);
       await atomicWriteFile(join(workDir, 'report.md'), `${markdown}\n`);
