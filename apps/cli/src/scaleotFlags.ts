@@ -64,7 +64,7 @@ function nonNegativeNumber(value: string): number {
 }
 
 /** Builds a ScaleOT emulator artifact from the flags. */
-export async function buildScaleotFromFlags(modelDir: string, outDir: string, flags: ScaleotFlags, layout: { nAdapter?: number; bottom?: number }, overwrite: boolean | undefined, dataRoot: string) {
+export async function buildScaleotFromFlags(modelDir: string, outDir: string, flags: ScaleotFlags, layout: { nAdapter?: number; bottom?: number; blocks?: readonly number[] }, overwrite: boolean | undefined, dataRoot: string) {
   const { buildScaleotEmulator } = await import('@scaleot/scaleot');
   return buildScaleotEmulator({
     modelDir,
@@ -72,6 +72,7 @@ export async function buildScaleotFromFlags(modelDir: string, outDir: string, fl
     outDir,
     nAdapter: layout.nAdapter,
     bottom: layout.bottom,
+    adapterBlocks: layout.blocks,
     alpha: flags.alpha,
     beta: flags.beta,
     mode: flags.mode,

@@ -1,7 +1,7 @@
 export { ScaleotMethodError, Stage1MismatchError } from './ScaleotMethodError.js';
 export { svd, lowRankFactors, lowRankApproximation, reconstruct, multiplyFactors, symmetricEigen, gemmNT, type SvdResult, type SvdOptions } from './svd.js';
 export { Harmonizer, HARMONIZER_KIND, harmonizerPrefix, type HarmonizerOptions } from './Harmonizer.js';
-export { middleGroups, rawPerGroup, sigmoid, sampleGroupedMask, reinforceUpdate, type MaskSamplingOptions, type ReinforceOptions, type ReinforceResult } from './importance.js';
+export { middleGroups, middleSegments, rawPerGroup, sigmoid, sampleGroupedMask, reinforceUpdate, type MaskSamplingOptions, type ReinforceOptions, type ReinforceResult } from './importance.js';
 export {
   maskedBlocks,
   maskedForward,

@@ -29,7 +29,7 @@ export function emulateCommand(): Command {
     .addOption(new Option('--method <name>', 'emulator family').choices(['uniform', 'scaleot']).default('uniform'))
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
     .requiredOption('--out <dir>', 'where the emulator artifact goes')
-    .option('--adapters <list>', 'adapter (sandwich) blocks, e.g. 0,1,10,11', intList)
+    .option('--adapters <list>', 'adapter blocks: a sandwich (e.g. 0,1,10,11) or blocks at several depths (CRaSh-style, e.g. 0,4,7,11: the middle blocks between adapters are compressed)', intList)
     .option('--n-adapters <n>', 'N_a: number of adapter blocks, split evenly bottom/top (default 4)', positiveInt)
     .option('--drop <list>', 'middle blocks to drop, e.g. 3,5,7,9', intList)
     .option('--keep-layers <list>', 'middle blocks to keep', intList)
