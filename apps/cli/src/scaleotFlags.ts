@@ -1,4 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { positiveInt } from './cliSupport.js';
 
 /** A fraction in [0, 1) (α, β). */
 export function fraction(value: string): number {
@@ -21,6 +22,13 @@ export interface ScaleotFlags {
   srcStorage: 'dense' | 'factors';
   /** Default: the model family's attention projections. */
   srcTargets?: string[];
+  /** Which criterion picks the compressed blocks. Default 'importance' (stage 1's scores). */
+  select: 'importance' | 'gradot';
+  /** GradOT: windows of the owner's corpus measured on (default 8), their length (default: the model context), w, the corpus. */
+  selectBatch: number;
+  selectSeqLen?: number;
+  selectLossWeight: number;
+  selectCorpus: string;
 }
 
 export function withScaleotFlags(cmd: Command): Command {
@@ -34,11 +42,29 @@ export function withScaleotFlags(cmd: Command): Command {
       '--src-targets <list>',
       "scaleot: block-relative modules SRC compresses (default: the family's attention projections — GPT-2 attn.c_attn,attn.c_proj; OPT/LLaMA self_attn.{q,k,v}_proj and out_proj/o_proj; add the MLP's to weaken the emulator further)",
       (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean),
-    );
+    )
+    .addOption(
+      new Option(
+        '--select <criterion>',
+        "scaleot: which blocks of each group are compressed: importance (stage 1's scores, lowest replaced) or gradot (measured on --select-batch windows of the owner's corpus: each middle block replaced alone by its harmonizer — removed with --mode drop —, gradChange = relative L2 change of the adapter blocks' gradient, lossChange = LM loss change; keep = gradChange/mean(gradChange) − w·lossChange/mean|lossChange|, lowest replaced; recorded in the emulator manifest)",
+      )
+        .choices(['importance', 'gradot'])
+        .default('importance'),
+    )
+    .option('--select-batch <n>', 'scaleot --select gradot: windows of the owner corpus (train split, seed 0)', positiveInt, 8)
+    .option('--select-seq-len <n>', 'scaleot --select gradot: tokens per window (default: the model context)', positiveInt)
+    .option('--select-loss-weight <x>', 'scaleot --select gradot: w, the weight of the loss change against the gradient change (0 = gradient change only)', nonNegativeNumber, 1)
+    .option('--select-corpus <task>', 'scaleot --select gradot: the owner corpus (an LM task)', 'sotu');
+}
+
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a finite number ≥ 0, got "${value}"`);
+  return n;
 }
 
 /** Builds a ScaleOT emulator artifact from the flags. */
-export async function buildScaleotFromFlags(modelDir: string, outDir: string, flags: ScaleotFlags, layout: { nAdapter?: number; bottom?: number }, overwrite?: boolean) {
+export async function buildScaleotFromFlags(modelDir: string, outDir: string, flags: ScaleotFlags, layout: { nAdapter?: number; bottom?: number; blocks?: readonly number[] }, overwrite: boolean | undefined, dataRoot: string) {
   const { buildScaleotEmulator } = await import('@scaleot/scaleot');
   return buildScaleotEmulator({
     modelDir,
@@ -46,11 +72,14 @@ export async function buildScaleotFromFlags(modelDir: string, outDir: string, fl
     outDir,
     nAdapter: layout.nAdapter,
     bottom: layout.bottom,
+    adapterBlocks: layout.blocks,
     alpha: flags.alpha,
     beta: flags.beta,
     mode: flags.mode,
     srcStorage: flags.srcStorage,
     srcTargets: flags.srcTargets,
+    select: flags.select,
+    gradot: { batchSize: flags.selectBatch, seqLen: flags.selectSeqLen, lossWeight: flags.selectLossWeight, corpus: flags.selectCorpus, dataRoot },
     overwrite,
   });
 }

@@ -1,5 +1,5 @@
 export { OffsiteError, ManifestError, AdapterMismatchError } from './OffsiteError.js';
-export { adapterLayout, uniformKeepPositions, selectKeptMiddle, type AdapterLayout, type AdapterLayoutOptions, type LayerSelection } from './layout.js';
+export { adapterLayout, isSandwich, uniformKeepPositions, selectKeptMiddle, type AdapterLayout, type AdapterLayoutOptions, type LayerSelection } from './layout.js';
 export {
   MANIFEST_VERSION,
   EMULATOR_MANIFEST,

@@ -1,11 +1,18 @@
 import { OffsiteError } from './OffsiteError.js';
 
-/** Which blocks form the adapter sandwich. */
+/** Which blocks are the adapter: a sandwich (nAdapter, bottom) or explicit blocks at any depths (`blocks`). */
 export interface AdapterLayoutOptions {
-  /** N_a, the number of adapter blocks in all. Default: 4 (2 bottom + 2 top). */
+  /** N_a, the number of adapter blocks in all. Default: 4 (2 bottom + 2 top); with `blocks`, its length (must agree). */
   nAdapter?: number;
-  /** How many of them sit at the bottom. Default: floor(nAdapter / 2); the rest go to the top. */
+  /** How many of them sit at the bottom. Default: floor(nAdapter / 2); the rest go to the top. Not with `blocks`. */
   bottom?: number;
+  /**
+   * Explicit adapter blocks (original indices, any depths: CRaSh-style placement such as 0,4,7,11 of a
+   * 12-block model). Default: the sandwich. The middle is every other block; `bottom` of the layout holds
+   * the adapter blocks 0…b−1 below the first middle block and `top` all the others (tuning and plug-in
+   * use their union).
+   */
+  blocks?: readonly number[];
 }
 
 export interface AdapterLayout {
@@ -18,8 +25,14 @@ export interface AdapterLayout {
   middle: number[];
 }
 
+/** True when the layout's adapter blocks are a sandwich (0…b−1 and the last t blocks): one middle segment. */
+export function isSandwich(layout: AdapterLayout): boolean {
+  return layout.middle.every((i, k) => k === 0 || layout.middle[k - 1] === i - 1);
+}
+
 /** The sandwich split of an `nLayer`-block model; throws when it leaves no middle block. */
 export function adapterLayout(nLayer: number, options: AdapterLayoutOptions = {}): AdapterLayout {
+  if (options.blocks !== undefined) return explicitLayout(nLayer, options);
   const nAdapter = options.nAdapter ?? 4;
   const bottomCount = options.bottom ?? Math.floor(nAdapter / 2);
   const where = 'adapter layout';
@@ -101,6 +114,28 @@ export function selectKeptMiddle(layout: AdapterLayout, selection: LayerSelectio
   }
   const k = selection.keep ?? Math.ceil(middle.length / 2);
   return uniformKeepPositions(middle.length, k).map((p) => middle[p]);
+}
+
+function explicitLayout(nLayer: number, options: AdapterLayoutOptions): AdapterLayout {
+  const where = 'adapter layout';
+  const blocks = [...options.blocks!];
+  if (blocks.length === 0) throw new OffsiteError('BAD_ADAPTER_LAYOUT', 'the adapter block list is empty; name at least one block', { where });
+  for (const b of blocks) {
+    if (!Number.isInteger(b) || b < 0 || b >= nLayer) throw new OffsiteError('BAD_ADAPTER_LAYOUT', `adapter block ${b} is not a block of the ${nLayer}-block model (0…${nLayer - 1})`, { where });
+  }
+  if (new Set(blocks).size !== blocks.length) throw new OffsiteError('BAD_ADAPTER_LAYOUT', `the adapter block list ${blocks.join(',')} repeats a block`, { where });
+  if (options.nAdapter !== undefined && options.nAdapter !== blocks.length) {
+    throw new OffsiteError('BAD_ADAPTER_LAYOUT', `N_a=${options.nAdapter} disagrees with the ${blocks.length} adapter blocks listed; give one of them`, { where });
+  }
+  if (options.bottom !== undefined) throw new OffsiteError('BAD_ADAPTER_LAYOUT', 'give either explicit adapter blocks or a bottom split, not both', { where });
+  if (blocks.length >= nLayer) {
+    throw new OffsiteError('ADAPTER_TOO_LARGE', `${blocks.length} adapter blocks leave no middle block in a ${nLayer}-block model; choose at most ${nLayer - 1}`, { where });
+  }
+  const sorted = blocks.sort((a, b) => a - b);
+  let b = 0;
+  while (b < sorted.length && sorted[b] === b) b++;
+  const set = new Set(sorted);
+  return { nLayer, bottom: sorted.slice(0, b), top: sorted.slice(b), middle: range(0, nLayer).filter((i) => !set.has(i)) };
 }
 
 function range(from: number, to: number): number[] {

@@ -4,7 +4,8 @@ import { loadModel, openModelCheckpoint } from '@scaleot/model';
 import type * as tf from '@tensorflow/tfjs';
 import { distillEmulator } from './distill.js';
 import { buildEmulatorModel, layerDropMap, saveEmulator, type EmulatorSpec, type ShapedArray } from './emulator.js';
-import { adapterLayout, selectKeptMiddle, type AdapterLayoutOptions, type LayerSelection } from './layout.js';
+import { adapterLayout, isSandwich, selectKeptMiddle, type AdapterLayoutOptions, type LayerSelection } from './layout.js';
+import { OffsiteError } from './OffsiteError.js';
 import type { EmulatorManifest } from './manifest.js';
 import { resolveTask, type TaskInput } from './taskInput.js';
 import { DEFAULT_TRAIN, type TrainHyperParameters, type TrainResult, type TrainStepInfo } from './trainLoop.js';
@@ -50,6 +51,9 @@ export async function createUniformEmulator(opts: UniformEmulatorOptions): Promi
   let distillResult: TrainResult | undefined;
   try {
     const layout = adapterLayout(config.nLayer, opts.adapter);
+    if (opts.distill && !isSandwich(layout)) {
+      throw new OffsiteError('BAD_ADAPTER_LAYOUT', `distillation matches one middle stack between the bottom and top adapters; adapter blocks ${[...layout.bottom, ...layout.top].join(',')} split the middle into several segments: use a sandwich layout or no distillation`, { where: 'distill' });
+    }
     const kept = selectKeptMiddle(layout, opts.selection);
     const { layerMap, placement } = layerDropMap(config.nLayer, opts.adapter ?? {}, kept);
     const dropped = layout.middle.filter((i) => !kept.includes(i));

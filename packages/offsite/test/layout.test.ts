@@ -1,11 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { adapterLayout, ManifestError, OffsiteError, selectKeptMiddle, uniformKeepPositions, validateManifest } from '@scaleot/offsite';
+import { adapterLayout, isSandwich, ManifestError, OffsiteError, selectKeptMiddle, uniformKeepPositions, validateManifest } from '@scaleot/offsite';
 
 describe('adapter layout and the uniform LayerDrop rule', () => {
   it('splits N_a evenly by default and honours an explicit bottom count', () => {
     expect(adapterLayout(12)).toEqual({ nLayer: 12, bottom: [0, 1], top: [10, 11], middle: [2, 3, 4, 5, 6, 7, 8, 9] });
     expect(adapterLayout(12, { nAdapter: 3, bottom: 1 })).toMatchObject({ bottom: [0], top: [10, 11] });
     expect(adapterLayout(12, { nAdapter: 5 })).toMatchObject({ bottom: [0, 1], top: [9, 10, 11] });
+  });
+
+  it('takes explicit adapter blocks at any depths (CRaSh-style): the middle is every other block', () => {
+    const crash = adapterLayout(12, { blocks: [11, 0, 7, 4] });
+    expect(crash).toEqual({ nLayer: 12, bottom: [0], top: [4, 7, 11], middle: [1, 2, 3, 5, 6, 8, 9, 10] });
+    expect(isSandwich(crash)).toBe(false);
+    // A sandwich given as a list is the sandwich.
+    expect(adapterLayout(12, { blocks: [0, 1, 10, 11] })).toEqual(adapterLayout(12));
+    expect(isSandwich(adapterLayout(12, { blocks: [0, 1, 10, 11] }))).toBe(true);
+    expect(adapterLayout(12, { blocks: [5] })).toMatchObject({ bottom: [], top: [5] });
+    expect(selectKeptMiddle(crash, { dropLayers: [2, 5, 9] })).toEqual([1, 3, 6, 8, 10]);
+    for (const [blocks, code] of [[[], 'BAD_ADAPTER_LAYOUT'], [[0, 0, 11], 'BAD_ADAPTER_LAYOUT'], [[0, 12], 'BAD_ADAPTER_LAYOUT'], [[0.5], 'BAD_ADAPTER_LAYOUT'], [[...Array(12).keys()], 'ADAPTER_TOO_LARGE']] as const) {
+      expect(() => adapterLayout(12, { blocks })).toThrow(expect.objectContaining({ code }));
+    }
+    expect(() => adapterLayout(12, { blocks: [0, 4, 7, 11], nAdapter: 3 })).toThrow(expect.objectContaining({ code: 'BAD_ADAPTER_LAYOUT' }));
+    expect(() => adapterLayout(12, { blocks: [0, 4, 7, 11], bottom: 1 })).toThrow(expect.objectContaining({ code: 'BAD_ADAPTER_LAYOUT' }));
   });
 
   it("keeps round(i·(n−1)/(k−1)) of the middle blocks (Offsite-Tuning's rule)", () => {

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { familyOf, openModelCheckpoint, type FamilyNaming, type ModelConfig } from '@scaleot/model';
-import { saveEmulator, type EmulatorManifest, type EmulatorSpec, type LayerAssignment, type ShapedArray } from '@scaleot/offsite';
+import { saveEmulator, type TaskInput, type EmulatorManifest, type EmulatorSpec, type LayerAssignment, type ShapedArray } from '@scaleot/offsite';
+import { runGradot, type GradotMeasurement, type GradotOptions, type SelectionCriterion } from './gradotSelect.js';
 import { HARMONIZER_KIND, harmonizerPrefix } from './Harmonizer.js';
 import { rawPerGroup } from './importance.js';
 import { SRC_FACTORS_KIND, srcFactorNames } from './blockKinds.js';
@@ -35,6 +36,12 @@ export interface ScaleotEmulatorOptions {
   nAdapter?: number;
   /** Adapter blocks at the bottom. Default floor(N_a / 2). */
   bottom?: number;
+  /**
+   * Explicit adapter blocks at any depths (CRaSh-style, e.g. [0, 4, 7, 11]) instead of the (N_a, bottom)
+   * sandwich; the groups are cut inside each run of middle blocks between adapters. Default: stage 1's
+   * adapter blocks when neither this nor nAdapter is given, else the sandwich.
+   */
+  adapterBlocks?: readonly number[];
   /** α ∈ [0, 1): per group of `groupSize` middle blocks, round(α·groupSize) are replaced (or dropped). Default 0.5. */
   alpha?: number;
   /** β ∈ [0, 1): fraction of rank removed from the attention projections of raw middle blocks. Default 0. */
@@ -47,6 +54,14 @@ export interface ScaleotEmulatorOptions {
   srcStorage?: 'dense' | 'factors';
   /** Block-relative module names SRC compresses (`<name>.weight`). Default: the family's attention projections. */
   srcTargets?: readonly string[];
+  /**
+   * Which criterion picks the compressed blocks (per group, round(α·|group|) of them, as always):
+   * 'importance' (stage 1's scores) or 'gradot' (measured on the owner's corpus: see gradotSelect.ts;
+   * the manifest records its per-block numbers). Not with mode 'uniform-replace'. Default 'importance'.
+   */
+  select?: SelectionCriterion;
+  /** GradOT's measurement settings and the owner's corpus it reads (train split). Default: GradotOptions' defaults, 'sotu'. */
+  gradot?: GradotOptions & { corpus?: TaskInput; dataRoot?: string; maxDocuments?: number; stream?: Int32Array };
   overwrite?: boolean;
 }
 
@@ -63,6 +78,8 @@ export interface ScaleotEmulatorResult {
   outDir: string;
   manifest: EmulatorManifest;
   plan: EmulatorPlan;
+  /** The GradOT measurement when `select` was 'gradot'. */
+  gradot?: GradotMeasurement;
 }
 
 /** Checks α or β: a finite number in [0, 1). */
@@ -78,14 +95,22 @@ export function checkFraction(name: 'alpha' | 'beta', value: unknown): number {
  * lowest-scored blocks (ties: lower index first) are replaced ('replace') or dropped ('drop');
  * 'uniform-replace' replaces the same total count at evenly spaced positions floor((j+1)·n/k) − 1.
  */
-export function planEmulator(opts: { scores: readonly number[]; middle: readonly number[]; alpha: number; groupSize?: number; mode?: EmulatorMode }): EmulatorPlan {
+export function planEmulator(opts: { scores: readonly number[]; middle: readonly number[]; alpha: number; groupSize?: number; mode?: EmulatorMode; groups?: readonly (readonly number[])[] }): EmulatorPlan {
   const alpha = checkFraction('alpha', opts.alpha);
   const groupSize = opts.groupSize ?? 4;
   if (opts.middle.length === 0) throw new ScaleotMethodError('NO_MIDDLE_BLOCKS', 'the adapter leaves no middle block to compress; use fewer adapter blocks', { where: 'emulator plan' });
   if (!Number.isInteger(groupSize) || groupSize < 1) throw new ScaleotMethodError('BAD_GROUP_SIZE', `group size must be a positive integer, got ${groupSize}`, { where: 'emulator plan' });
   const middle = [...opts.middle];
   const groups: number[][] = [];
-  for (let i = 0; i < middle.length; i += groupSize) groups.push(middle.slice(i, i + groupSize));
+  if (opts.groups) {
+    const flat = opts.groups.flat();
+    if (flat.length !== middle.length || flat.some((i, k) => i !== middle[k])) {
+      throw new ScaleotMethodError('BAD_GROUP_SIZE', `the groups ${JSON.stringify(opts.groups)} do not partition the middle blocks ${middle.join(',')} in order`, { where: 'emulator plan' });
+    }
+    groups.push(...opts.groups.map((g) => [...g]));
+  } else {
+    for (let i = 0; i < middle.length; i += groupSize) groups.push(middle.slice(i, i + groupSize));
+  }
   const perGroup = groups.map((g) => rawPerGroup(g.length, alpha));
   const chosen = new Set<number>();
   if ((opts.mode ?? 'replace') === 'uniform-replace') {
@@ -115,6 +140,9 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
   if (!['replace', 'drop', 'uniform-replace'].includes(mode)) throw new ScaleotMethodError('BAD_OPTION', `mode must be replace, drop or uniform-replace, got ${JSON.stringify(mode)}`, { where: 'mode' });
   const storage = opts.srcStorage ?? 'dense';
   if (storage !== 'dense' && storage !== 'factors') throw new ScaleotMethodError('BAD_OPTION', `srcStorage must be dense or factors, got ${JSON.stringify(storage)}`, { where: 'srcStorage' });
+  const select = opts.select ?? 'importance';
+  if (select !== 'importance' && select !== 'gradot') throw new ScaleotMethodError('BAD_OPTION', `select must be importance or gradot, got ${JSON.stringify(select)}`, { where: 'select' });
+  if (select === 'gradot' && mode === 'uniform-replace') throw new ScaleotMethodError('BAD_OPTION', 'uniform-replace places harmonizers at fixed positions; it takes no selection criterion (use select importance)', { where: 'select' });
   const needsStage1 = alpha > 0;
   if (needsStage1 && !opts.stage1Dir) throw new ScaleotMethodError('STAGE1_MISSING', 'α > 0 needs the stage-1 artifacts (scores and harmonizers); pass stage1Dir', { where: 'stage1Dir' });
   const stage1: Stage1Artifacts | undefined = opts.stage1Dir ? await readStage1(opts.stage1Dir) : undefined;
@@ -125,12 +153,18 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
   const targets = [...(opts.srcTargets ?? defaultSrcTargets(config))];
   let spec: EmulatorSpec;
   let plan: EmulatorPlan;
+  let gradot: GradotMeasurement | undefined;
   const weights = new Map<string, ShapedArray>();
   try {
-    const nAdapter = opts.nAdapter ?? stage1?.manifest.layout.nAdapter ?? 4;
+    const s1 = stage1?.manifest.layout;
+    // A stage 1 with adapters at several depths gives its blocks as the default layout.
+    const s1Blocks = s1 && !stage1LayoutIsSandwich(s1) ? [...s1.bottom, ...s1.top] : undefined;
+    const adapterBlocks = opts.adapterBlocks ?? (opts.nAdapter === undefined && opts.bottom === undefined ? s1Blocks : undefined);
+    const nAdapter = adapterBlocks?.length ?? opts.nAdapter ?? s1?.nAdapter ?? 4;
     const bottom = opts.bottom ?? Math.floor(nAdapter / 2);
-    const groupSize = opts.groupSize ?? stage1?.manifest.layout.groups[0]?.length ?? 4;
-    const layout = stage1Layout(config.nLayer, nAdapter, bottom, groupSize);
+    const s1GroupSize = stage1?.manifest.hyperParameters.groupSize;
+    const groupSize = opts.groupSize ?? (typeof s1GroupSize === 'number' ? s1GroupSize : undefined) ?? s1?.groups[0]?.length ?? 4;
+    const layout = stage1Layout(config.nLayer, nAdapter, bottom, groupSize, adapterBlocks);
     if (stage1 && needsStage1) {
       const known = new Set(stage1.manifest.layout.middle);
       const unknown = layout.middle.filter((i) => !known.has(i));
@@ -142,7 +176,25 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
         );
       }
     }
-    plan = planEmulator({ scores: stage1?.scores ?? new Array(config.nLayer).fill(0), middle: layout.middle, alpha, groupSize, mode });
+    let scores = stage1?.scores ?? new Array<number>(config.nLayer).fill(0);
+    if (select === 'gradot' && alpha > 0) {
+      const { corpus, dataRoot, maxDocuments, stream, ...settings } = opts.gradot ?? {};
+      gradot = await runGradot({
+        ...settings,
+        modelDir: opts.modelDir,
+        adapterBlocks: [...layout.bottom, ...layout.top],
+        middle: layout.middle,
+        stage1,
+        standIn: mode === 'drop' ? 'identity' : 'harmonizer',
+        corpus,
+        dataRoot,
+        maxDocuments,
+        stream,
+      });
+      scores = new Array<number>(config.nLayer).fill(0);
+      for (const b of gradot.blocks) scores[b.index] = b.keepScore;
+    }
+    plan = planEmulator({ scores, middle: layout.middle, alpha, groupSize, mode, groups: layout.groups });
     const adapterIdx = new Set([...layout.bottom, ...layout.top]);
     const layerMap: LayerAssignment[] = [];
     for (let i = 0; i < config.nLayer; i++) {
@@ -170,12 +222,15 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
         beta,
         mode,
         nAdapter,
+        adapterBlocks: [...layout.bottom, ...layout.top],
         groupSize,
+        groups: plan.groups,
         middle: plan.middle,
         rawMiddle: plan.raw,
         replacedMiddle: plan.replaced,
         droppedMiddle: plan.dropped,
         scores: Object.fromEntries(plan.middle.map((i) => [String(i), stage1?.scores[i] ?? null])),
+        selection: gradot ?? { criterion: select },
         stage1: stage1 ? { dir: stage1.dir, steps: stage1.manifest.steps, rank: stage1.manifest.harmonizer.rank, createdAt: stage1.manifest.createdAt, alignWeight: stage1.manifest.hyperParameters.alignWeight ?? null } : null,
       },
       layerMap,
@@ -186,7 +241,12 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
     await ckpt.close();
   }
   const manifest = await saveEmulator(resolve(opts.outDir), opts.modelDir, spec, weights, { overwrite: opts.overwrite });
-  return { outDir: resolve(opts.outDir), manifest, plan };
+  return { outDir: resolve(opts.outDir), manifest, plan, gradot };
+}
+
+/** True when a stage-1 layout's middle is one run of consecutive blocks (a sandwich). */
+function stage1LayoutIsSandwich(layout: { middle: readonly number[] }): boolean {
+  return layout.middle.every((i, k) => k === 0 || layout.middle[k - 1] === i - 1);
 }
 
 /** SRC rank for a [rows, cols] matrix. */

@@ -17,7 +17,7 @@ export interface FrontierOptions {
   /** Grid: every (α, β) pair. Defaults [0.25, 0.5, 0.75] × [0, 0.5]. */
   alphas?: number[];
   betas?: number[];
-  /** N_a. Default: stage 1's. */
+  /** N_a (a sandwich split evenly). Default: stage 1's adapter blocks. */
   nAdapter?: number;
   /** Default 'replace'. */
   mode?: EmulatorMode;
@@ -70,6 +70,9 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
   if (alphas.length === 0 || betas.length === 0) throw new ScaleotMethodError('BAD_OPTION', 'the grid needs at least one α and one β', { where: 'frontier' });
   const stage1 = await readStage1(opts.stage1Dir);
   const nAdapter = opts.nAdapter ?? stage1.manifest.layout.nAdapter;
+  // Without an explicit N_a, stage 1's own adapter blocks (a sandwich or blocks at several depths).
+  const stage1Blocks = [...stage1.manifest.layout.bottom, ...stage1.manifest.layout.top];
+  const placement = opts.nAdapter === undefined ? { adapterBlocks: stage1Blocks } : { nAdapter };
   const work = resolve(opts.workDir);
   const points: FrontierPoint[] = [];
   const run = async (label: string, kind: FrontierPoint['kind'], alpha: number | null, beta: number | null, emulator: { alpha: number; beta: number } | null) => {
@@ -78,7 +81,7 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
     let emulatorDir: string | undefined;
     if (emulator) {
       emulatorDir = join(work, 'emulators', slug);
-      await buildScaleotEmulator({ modelDir: opts.modelDir, stage1Dir: opts.stage1Dir, outDir: emulatorDir, nAdapter, alpha: emulator.alpha, beta: emulator.beta, mode: kind === 'scaleot' ? opts.mode : 'replace', overwrite: true });
+      await buildScaleotEmulator({ modelDir: opts.modelDir, stage1Dir: opts.stage1Dir, outDir: emulatorDir, ...placement, alpha: emulator.alpha, beta: emulator.beta, mode: kind === 'scaleot' ? opts.mode : 'replace', overwrite: true });
     }
     const middle = stage1.manifest.layout.middle;
     const report = await fiveNumberReport({
@@ -87,7 +90,7 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
       dataRoot: opts.dataRoot,
       workDir: join(work, 'reports', slug),
       emulatorDir,
-      adapter: { nAdapter },
+      adapter: opts.nAdapter === undefined ? { blocks: stage1Blocks } : { nAdapter },
       selection: emulator ? undefined : { dropLayers: opts.uniformDrop ?? middle.filter((_, k) => k % 2 === 1) },
       hyper: opts.hyper,
       eval: opts.eval,

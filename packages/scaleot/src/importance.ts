@@ -19,6 +19,17 @@ export function middleGroups(middle: readonly number[], groupSize = 4): number[]
   return out;
 }
 
+/** Maximal runs of consecutive block indices of an ascending list (one run for a sandwich's middle). */
+export function middleSegments(middle: readonly number[]): number[][] {
+  const out: number[][] = [];
+  for (const i of middle) {
+    const last = out.at(-1);
+    if (last && last.at(-1) === i - 1) last.push(i);
+    else out.push([i]);
+  }
+  return out;
+}
+
 /** How many blocks of a group of `size` stay raw while training (top half by p_i). */
 export function rawPerGroup(size: number, keepFraction = 0.5): number {
   return Math.min(size, Math.max(0, Math.round(size * keepFraction)));

@@ -1,7 +1,7 @@
 export { ScaleotMethodError, Stage1MismatchError } from './ScaleotMethodError.js';
 export { svd, lowRankFactors, lowRankApproximation, reconstruct, multiplyFactors, symmetricEigen, gemmNT, type SvdResult, type SvdOptions } from './svd.js';
 export { Harmonizer, HARMONIZER_KIND, harmonizerPrefix, type HarmonizerOptions } from './Harmonizer.js';
-export { middleGroups, rawPerGroup, sigmoid, sampleGroupedMask, reinforceUpdate, type MaskSamplingOptions, type ReinforceOptions, type ReinforceResult } from './importance.js';
+export { middleGroups, middleSegments, rawPerGroup, sigmoid, sampleGroupedMask, reinforceUpdate, type MaskSamplingOptions, type ReinforceOptions, type ReinforceResult } from './importance.js';
 export {
   maskedBlocks,
   maskedForward,
@@ -67,6 +67,20 @@ export {
   type ScaleotEmulatorResult,
   type EmulatorPlan,
 } from './emulator.js';
+
+export {
+  runGradot,
+  measureGradotOnModel,
+  adapterGradient,
+  gradientChange,
+  gradotKeepScores,
+  type SelectionCriterion,
+  type GradotOptions,
+  type GradotRunOptions,
+  type GradotBlock,
+  type GradotMeasurement,
+  type AdapterGradient,
+} from './gradotSelect.js';
 
 import { registerScaleotBlockKinds } from './blockKinds.js';
 

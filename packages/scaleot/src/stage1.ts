@@ -5,12 +5,12 @@ import { encodeSafetensors, SafetensorsFile, type WriteTensor } from '@scaleot/c
 import type { Logger } from '@scaleot/core';
 import { createRng, lmDocuments, lmStream, taskRows } from '@scaleot/data';
 import { loadModel, type ModelConfig } from '@scaleot/model';
-import { resolveTask, sourceModelInfo, writeArtifactDir, type SourceModelInfo, type TaskInput } from '@scaleot/offsite';
+import { adapterLayout, resolveTask, sourceModelInfo, writeArtifactDir, type SourceModelInfo, type TaskInput } from '@scaleot/offsite';
 import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
 import { HARMONIZER_KIND, type Harmonizer } from './Harmonizer.js';
 import type { HarmonizerOptimizer } from './harmonizerStep.js';
-import { middleGroups } from './importance.js';
+import { middleGroups, middleSegments } from './importance.js';
 import { LocalStage1Executor } from './LocalStage1Executor.js';
 import { stage1Loop } from './stage1Loop.js';
 import { ScaleotMethodError } from './ScaleotMethodError.js';
@@ -32,6 +32,11 @@ export interface Stage1HyperParameters {
   nAdapter: number;
   /** Adapter blocks at the bottom. Default floor(nAdapter / 2). */
   bottom: number;
+  /**
+   * Explicit adapter blocks at any depths (CRaSh-style, e.g. [0, 4, 7, 11]) instead of the sandwich;
+   * nAdapter and bottom then follow from the list. Groups never straddle an adapter block. Default: none.
+   */
+  adapterBlocks?: number[];
   /** N_g consecutive middle blocks per group. Default 4. */
   groupSize: number;
   /** Fraction of each group kept raw in a sampled mask. Default 0.5. */
@@ -205,12 +210,16 @@ export const STAGE1_STATE: Stage1StateFormat = {
 
 /** Resolves defaults and checks every setting against the model; throws ScaleotMethodError. */
 export function resolveStage1Hyper(opts: Partial<Stage1HyperParameters>, model: Pick<ModelConfig, 'nLayer' | 'hiddenSize' | 'maxPositions'>): { hyper: Stage1HyperParameters; layout: Stage1Layout } {
-  const nAdapter = opts.nAdapter ?? DEFAULT_STAGE1.nAdapter;
+  const explicit = opts.adapterBlocks ? stage1Layout(model.nLayer, opts.adapterBlocks.length, undefined, opts.groupSize ?? DEFAULT_STAGE1.groupSize, opts.adapterBlocks) : undefined;
+  if (explicit && opts.nAdapter !== undefined && opts.nAdapter !== explicit.nAdapter) {
+    throw new ScaleotMethodError('BAD_OPTION', `nAdapter ${opts.nAdapter} disagrees with the ${explicit.nAdapter} adapterBlocks listed; give one of them`, { where: 'stage1 options.nAdapter' });
+  }
+  const nAdapter = explicit?.nAdapter ?? opts.nAdapter ?? DEFAULT_STAGE1.nAdapter;
   const hyper: Stage1HyperParameters = {
     ...DEFAULT_STAGE1,
     ...pickHyper(opts),
     nAdapter,
-    bottom: opts.bottom ?? Math.floor(nAdapter / 2),
+    bottom: explicit?.bottom.length ?? opts.bottom ?? Math.floor(nAdapter / 2),
     rank: opts.rank ?? Math.max(1, Math.floor(model.hiddenSize / 2)),
     seqLen: opts.seqLen ?? model.maxPositions,
   } as Stage1HyperParameters;
@@ -227,13 +236,30 @@ export function resolveStage1Hyper(opts: Partial<Stage1HyperParameters>, model: 
   if (!(hyper.scoreClamp > 0)) bad('scoreClamp', '> 0');
   if (!Number.isSafeInteger(hyper.seed)) bad('seed', 'a safe integer');
   if (hyper.seqLen > model.maxPositions) bad('seqLen', `at most the model's context = ${model.maxPositions}`);
-  const layout = stage1Layout(model.nLayer, hyper.nAdapter, hyper.bottom, hyper.groupSize);
+  const layout = stage1Layout(model.nLayer, hyper.nAdapter, hyper.bottom, hyper.groupSize, hyper.adapterBlocks);
   return { hyper, layout };
 }
 
-/** The adapter sandwich and middle groups; throws NO_MIDDLE_BLOCKS / ADAPTER_TOO_LARGE on impossible layouts. */
-export function stage1Layout(nLayer: number, nAdapter: number, bottom = Math.floor(nAdapter / 2), groupSize = 4): Stage1Layout {
+/**
+ * The adapter blocks and middle groups; throws NO_MIDDLE_BLOCKS / ADAPTER_TOO_LARGE on impossible layouts.
+ * A sandwich by default (`bottom` blocks at the bottom, the rest at the top); with `blocks`, those adapter
+ * blocks at any depths (nAdapter and bottom are then ignored): `bottom` lists the adapter blocks 0…b−1
+ * below the first middle block, `top` the others, and the groups of `groupSize` are cut inside each
+ * run of consecutive middle blocks, so no group straddles an adapter block.
+ */
+export function stage1Layout(nLayer: number, nAdapter: number, bottom = Math.floor(nAdapter / 2), groupSize = 4, blocks?: readonly number[]): Stage1Layout {
   const where = 'adapter layout';
+  if (blocks !== undefined) {
+    let layout: { bottom: number[]; top: number[]; middle: number[] };
+    try {
+      layout = adapterLayout(nLayer, { blocks });
+    } catch (cause) {
+      const code = (cause as { code?: string }).code === 'ADAPTER_TOO_LARGE' ? 'NO_MIDDLE_BLOCKS' : 'BAD_OPTION';
+      throw new ScaleotMethodError(code, (cause as Error).message, { where, cause });
+    }
+    const groups = middleSegments(layout.middle).flatMap((segment) => middleGroups(segment, groupSize));
+    return { nLayer, nAdapter: layout.bottom.length + layout.top.length, bottom: layout.bottom, top: layout.top, middle: layout.middle, groups };
+  }
   if (!Number.isInteger(nAdapter) || nAdapter < 0) throw new ScaleotMethodError('BAD_OPTION', `N_a must be an integer ≥ 0, got ${nAdapter}`, { where });
   if (!Number.isInteger(bottom) || bottom < 0 || bottom > nAdapter) throw new ScaleotMethodError('BAD_OPTION', `the bottom split must be an integer in [0, N_a=${nAdapter}], got ${bottom}`, { where });
   if (nAdapter >= nLayer) {
@@ -431,7 +457,7 @@ export async function loadStage1State(
 }
 
 const HYPER_KEYS: readonly (keyof Stage1HyperParameters)[] = [
-  'nAdapter', 'bottom', 'groupSize', 'keepFraction', 'rank', 'initStd', 'steps', 'batchSize', 'microBatchSize', 'seqLen', 'lr', 'warmupSteps',
+  'nAdapter', 'bottom', 'adapterBlocks', 'groupSize', 'keepFraction', 'rank', 'initStd', 'steps', 'batchSize', 'microBatchSize', 'seqLen', 'lr', 'warmupSteps',
   'finalLrFraction', 'gradClip', 'weightDecay', 'rlEvery', 'candidates', 'rlBatchSize', 'eta', 'scoreClamp', 'advantageEps', 'alignWeight', 'seed',
 ];
 

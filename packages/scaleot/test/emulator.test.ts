@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile } from '@scaleot/checkpoint';
 import { loadModel, openModelCheckpoint, useBackend } from '@scaleot/model';
 import { loadEmulator, loadEmulatorStage } from '@scaleot/offsite';
-import { buildScaleotEmulator, planEmulator, runStage1, svd, type ScaleotEmulatorOptions } from '@scaleot/scaleot';
+import { buildScaleotEmulator, planEmulator, runStage1, stage1Layout, svd, type ScaleotEmulatorOptions } from '@scaleot/scaleot';
 import { randomStream, savedRandomModel, tempDir } from './helpers.js';
 
 let modelDir: string;
@@ -52,6 +52,21 @@ describe('stage 2: planning', () => {
     expect(planEmulator({ scores, middle, alpha: 0.5, mode: 'drop' })).toMatchObject({ dropped: [2, 4, 6, 8], replaced: [] });
     expect(planEmulator({ scores, middle, alpha: 0.5, mode: 'uniform-replace' }).replaced).toEqual([2, 4, 6, 8].map((i) => i));
     expect(planEmulator({ scores: new Array(12).fill(0), middle: [2, 3, 4, 5, 6, 7, 8, 9], alpha: 0.5, mode: 'uniform-replace' }).replaced).toEqual([3, 5, 7, 9]);
+  });
+});
+
+describe('adapters at several depths (CRaSh-style)', () => {
+  it('stage-1 groups are cut inside each run of middle blocks; the plan keeps α per group', () => {
+    const layout = stage1Layout(12, 0, 0, 4, [0, 4, 7, 11]);
+    expect(layout).toEqual({ nLayer: 12, nAdapter: 4, bottom: [0], top: [4, 7, 11], middle: [1, 2, 3, 5, 6, 8, 9, 10], groups: [[1, 2, 3], [5, 6], [8, 9, 10]] });
+    expect(stage1Layout(12, 0, 0, 2, [0, 11]).groups).toEqual([[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]);
+    expect(() => stage1Layout(4, 0, 0, 4, [0, 1, 2, 3])).toThrow(expect.objectContaining({ code: 'NO_MIDDLE_BLOCKS' }));
+    expect(() => stage1Layout(12, 0, 0, 4, [0, 0])).toThrow(expect.objectContaining({ code: 'BAD_OPTION' }));
+    const scores = [0, 3, -1, 2, 0, -2, 1, 0, 5, -3, 0, 0];
+    const plan = planEmulator({ scores, middle: layout.middle, alpha: 0.5, groups: layout.groups });
+    expect(plan.groups).toEqual(layout.groups);
+    expect(plan.replaced).toEqual([2, 3, 5, 9, 10]); // [1,2,3]: 2 lowest; [5,6]: 1; [8,9,10]: 2
+    expect(() => planEmulator({ scores, middle: layout.middle, alpha: 0.5, groups: [[1, 2, 3]] })).toThrow(expect.objectContaining({ code: 'BAD_GROUP_SIZE' }));
   });
 });
 

@@ -25,11 +25,11 @@ interface EmulateFlags extends GlobalOptions, TrainFlags, ScaleotFlags {
 export function emulateCommand(): Command {
   const cmd = new Command('emulate')
     .summary('cut an emulator (adapter blocks + compressed middle) from a full model')
-    .description('Model owner side. --method scaleot builds the (N_a, α, β) emulator from stage-1 artifacts: the lowest-scored round(4α) blocks of each group of 4 middle blocks are replaced by their harmonizers, and SRC keeps round((1-β)·min(d_in,d_out)) singular values of the attention projections of the raw middle blocks. --method uniform is Offsite-Tuning\'s uniform LayerDrop: keep --keep middle blocks at round(i(n-1)/(k-1)), or give --drop/--keep-layers explicitly; --distill trains the kept middle blocks on the owner\'s corpus first (LM loss + 30 x normalised hidden-state MSE; the tuning flags set its budget).')
+    .description('Model owner side. --method scaleot builds the (N_a, α, β) emulator from stage-1 artifacts: the lowest-scored round(4α) blocks of each group of 4 middle blocks are replaced by their harmonizers (--select gradot ranks them by a GradOT-style measurement instead: adapter-gradient change vs LM-loss change when each block is replaced alone), and SRC keeps round((1-β)·min(d_in,d_out)) singular values of the attention projections of the raw middle blocks. --method uniform is Offsite-Tuning\'s uniform LayerDrop: keep --keep middle blocks at round(i(n-1)/(k-1)), or give --drop/--keep-layers explicitly; --distill trains the kept middle blocks on the owner\'s corpus first (LM loss + 30 x normalised hidden-state MSE; the tuning flags set its budget).')
     .addOption(new Option('--method <name>', 'emulator family').choices(['uniform', 'scaleot']).default('uniform'))
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
     .requiredOption('--out <dir>', 'where the emulator artifact goes')
-    .option('--adapters <list>', 'adapter (sandwich) blocks, e.g. 0,1,10,11', intList)
+    .option('--adapters <list>', 'adapter blocks: a sandwich (e.g. 0,1,10,11) or blocks at several depths (CRaSh-style, e.g. 0,4,7,11: the middle blocks between adapters are compressed)', intList)
     .option('--n-adapters <n>', 'N_a: number of adapter blocks, split evenly bottom/top (default 4)', positiveInt)
     .option('--drop <list>', 'middle blocks to drop, e.g. 3,5,7,9', intList)
     .option('--keep-layers <list>', 'middle blocks to keep', intList)
@@ -46,10 +46,10 @@ export function emulateCommand(): Command {
       await initBackend(flags.backend);
       const layout = await adapterOptions(flags.model, flags.adapters, flags.nAdapters);
       if (flags.method === 'scaleot') {
-        const r = await buildScaleotFromFlags(flags.model, flags.out, flags, layout, flags.overwrite);
+        const r = await buildScaleotFromFlags(flags.model, flags.out, flags, layout, flags.overwrite, flags.dataRoot);
         return {
           result: { outDir: r.outDir, manifest: r.manifest, plan: r.plan },
-          human: `ScaleOT emulator (α=${flags.alpha}, β=${flags.beta}) written to ${r.outDir}: raw ${r.plan.raw.join(',') || '-'}, replaced ${r.plan.replaced.join(',') || '-'}, dropped ${r.plan.dropped.join(',') || '-'}`,
+          human: `ScaleOT emulator (α=${flags.alpha}, β=${flags.beta}, selected by ${flags.select}) written to ${r.outDir}: raw ${r.plan.raw.join(',') || '-'}, replaced ${r.plan.replaced.join(',') || '-'}, dropped ${r.plan.dropped.join(',') || '-'}`,
         };
       }
       const selection: LayerSelection = { keep: flags.keep, keepLayers: flags.keepLayers, dropLayers: flags.drop };

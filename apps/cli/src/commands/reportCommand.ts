@@ -37,7 +37,7 @@ export function reportCommand(): Command {
     .option('--out <dir>', 'work directory for artifacts and the report', 'runs/report')
     .option('--data-root <dir>', 'where built-in tasks live', SHIPPED_DATA_DIR)
     .option('--emulator <dir>', 'report on this existing emulator instead of cutting one')
-    .option('--adapters <list>', 'adapter (sandwich) blocks, e.g. 0,1,10,11', intList)
+    .option('--adapters <list>', 'adapter blocks: a sandwich (e.g. 0,1,10,11) or blocks at several depths (CRaSh-style, e.g. 0,4,7,11: the middle blocks between adapters are compressed)', intList)
     .option('--n-adapters <n>', 'N_a (default 4)', positiveInt)
     .option('--drop <list>', 'uniform: middle blocks to drop, e.g. 3,5,7,9', intList)
     .option('--keep-layers <list>', 'uniform: middle blocks to keep', intList)
@@ -59,7 +59,7 @@ export function reportCommand(): Command {
       let emulatorDir = flags.emulator;
       if (flags.method === 'scaleot' && !emulatorDir) {
         emulatorDir = join(workDir, 'emulator');
-        await buildScaleotFromFlags(flags.model, emulatorDir, flags, layout, true);
+        await buildScaleotFromFlags(flags.model, emulatorDir, flags, layout, true, flags.dataRoot);
       }
       const report = await fiveNumberReport({
         modelDir: flags.model,
@@ -78,7 +78,7 @@ export function reportCommand(): Command {
         logger: log,
         onPhase: (phase, state, seconds) => log.info({ phase, state, seconds }, `${phase} ${state}`),
       });
-      const result = { method: flags.method, ...(flags.method === 'scaleot' ? { alpha: flags.alpha, beta: flags.beta, mode: flags.mode, src_targets: flags.srcTargets, stage1: flags.stage1 } : {}), ...report };
+      const result = { method: flags.method, ...(flags.method === 'scaleot' ? { alpha: flags.alpha, beta: flags.beta, mode: flags.mode, select: flags.select, src_targets: flags.srcTargets, stage1: flags.stage1 } : {}), ...report };
       const markdown = renderReportMarkdown(report);
       await atomicWriteJson(join(workDir, 'report.json'), result);
       await atomicWriteFile(join(workDir, 'report.md'), `${markdown}\n`);

@@ -42,7 +42,7 @@ export function stage1Command(): Command {
       .option('--corpus <task>', 'the owner\'s public corpus (an LM task)', 'sotu')
       .option('--data-root <dir>', 'where built-in tasks live', SHIPPED_DATA_DIR)
       .option('--max-documents <n>', 'use only the first N documents of each split', positiveInt)
-      .option('--adapters <list>', 'adapter (sandwich) blocks, always raw, e.g. 0,1,10,11', intList)
+      .option('--adapters <list>', 'adapter blocks, always raw: a sandwich (e.g. 0,1,10,11) or blocks at several depths (CRaSh-style, e.g. 0,4,7,11: groups never straddle an adapter)', intList)
       .option('--n-adapters <n>', 'N_a (default 4)', positiveInt)
       .option('--steps <n>', 'harmonizer optimizer steps (default 300)', positiveInt)
       .option('--batch <n>', 'windows per step (default 16)', positiveInt)
@@ -72,6 +72,7 @@ export function stage1Command(): Command {
         Object.entries({
           nAdapter: layout.nAdapter,
           bottom: layout.bottom,
+          adapterBlocks: layout.blocks ? [...layout.blocks] : undefined,
           steps: flags.steps,
           batchSize: flags.batch,
           microBatchSize: flags.microBatch,
