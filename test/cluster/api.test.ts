@@ -129,8 +129,9 @@ describe('coordinator API', () => {
       expect(status).not.toBe('failed');
     }
     expect(status).toBe('emulator-ready');
-    // The coordinator placed stage 1 from the two workers' reported budgets: the tiny model fits one.
-    expect(coordinator.logs.find((r) => String(r.msg).startsWith('stage 1: '))).toMatchObject({ msg: 'stage 1: data-parallel shards (the model fits one worker)', mode: 'data-parallel', workers: 2 });
+    // The coordinator app places stage 1 itself (runClusterStage1): data-parallel shards for the tiny
+    // model. (How budgets decide it, with real workers reporting them, is test/cluster/placement.test.ts.)
+    expect(String(coordinator.logs.find((r) => String(r.msg).startsWith('stage 1: '))?.msg)).toMatch(/^stage 1: data-parallel shards \(/);
     await Promise.race([events, new Promise((r) => setTimeout(r, 10_000))]);
     stream.abort();
     expect(seen[0]).toBe(request.status);
