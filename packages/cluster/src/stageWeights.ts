@@ -5,11 +5,19 @@ import type { PipelineSession } from './PipelineSession.js';
 /** Which stages of a plan hold a weight: its block's stage; the embedding the first, the head the last (both, for a tied embedding). */
 export type StagesHolding = (name: string, plan: StagePlan) => number[];
 
-/** {@link StagesHolding} for the model (or emulator) in `dir`. */
+/** {@link StagesHolding} for the model (or emulator) in `dir`; each plan's stage parameter sets are worked out once (it is asked per weight, every step). */
 export async function stagesHolding(dir: string): Promise<StagesHolding> {
   const config = await readModelConfig(dir);
   const family = familyOf(config);
-  return (name, plan) => plan.stages.filter((s) => stageParameters(family, config, s).names.has(name)).map((s) => s.index);
+  const held = new WeakMap<StagePlan, Set<string>[]>();
+  return (name, plan) => {
+    let sets = held.get(plan);
+    if (!sets) {
+      sets = plan.stages.map((s) => stageParameters(family, config, s).names);
+      held.set(plan, sets);
+    }
+    return plan.stages.filter((_, i) => sets[i].has(name)).map((s) => s.index);
+  };
 }
 
 /** Sends weights to the stages holding them, as a new parameter version (batches after it wait for them). */
