@@ -1,5 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { positiveInt } from './cliSupport.js';
+import type { SelectionCriterion } from '@scaleot/scaleot';
 
 /** A fraction in [0, 1) (α, β). */
 export function fraction(value: string): number {
@@ -23,7 +24,7 @@ export interface ScaleotFlags {
   /** Default: the model family's attention projections. */
   srcTargets?: string[];
   /** Which criterion picks the compressed blocks. Default 'importance' (stage 1's scores). */
-  select: 'importance' | 'gradot';
+  select: SelectionCriterion;
   /** GradOT: windows of the owner's corpus measured on (default 8), their length (default: the model context), w, the corpus. */
   selectBatch: number;
   selectSeqLen?: number;
@@ -46,15 +47,15 @@ export function withScaleotFlags(cmd: Command): Command {
     .addOption(
       new Option(
         '--select <criterion>',
-        "scaleot: which blocks of each group are compressed: importance (stage 1's scores, lowest replaced) or gradot (measured on --select-batch windows of the owner's corpus: each middle block replaced alone by its harmonizer — removed with --mode drop —, gradChange = relative L2 change of the adapter blocks' gradient, lossChange = LM loss change; keep = gradChange/mean(gradChange) − w·lossChange/mean|lossChange|, lowest replaced; recorded in the emulator manifest)",
+        "scaleot: which blocks of each group are compressed: importance (stage 1's scores, lowest replaced) or gradot (measured on --select-batch windows of the owner's corpus: each middle block replaced alone by its harmonizer — removed with --mode drop —, gradChange = relative L2 change of the adapter blocks' gradient, lossChange = LM loss change; keep = gradChange/mean(gradChange) − w·lossChange/mean|lossChange|, lowest replaced; recorded in the emulator manifest) or gradot-greedy (the same score, blocks chosen one at a time, each candidate measured with the blocks chosen before it compressed too)",
       )
-        .choices(['importance', 'gradot'])
+        .choices(['importance', 'gradot', 'gradot-greedy'])
         .default('importance'),
     )
-    .option('--select-batch <n>', 'scaleot --select gradot: windows of the owner corpus (train split, seed 0)', positiveInt, 8)
-    .option('--select-seq-len <n>', 'scaleot --select gradot: tokens per window (default: the model context)', positiveInt)
-    .option('--select-loss-weight <x>', 'scaleot --select gradot: w, the weight of the loss change against the gradient change (0 = gradient change only)', nonNegativeNumber, 1)
-    .option('--select-corpus <task>', 'scaleot --select gradot: the owner corpus (an LM task)', 'sotu');
+    .option('--select-batch <n>', 'scaleot --select gradot*: windows of the owner corpus (train split, seed 0)', positiveInt, 8)
+    .option('--select-seq-len <n>', 'scaleot --select gradot*: tokens per window (default: the model context)', positiveInt)
+    .option('--select-loss-weight <x>', 'scaleot --select gradot*: w, the weight of the loss change against the gradient change (0 = gradient change only)', nonNegativeNumber, 1)
+    .option('--select-corpus <task>', 'scaleot --select gradot*: the owner corpus (an LM task)', 'sotu');
 }
 
 function nonNegativeNumber(value: string): number {

@@ -56,8 +56,9 @@ export interface ScaleotEmulatorOptions {
   srcTargets?: readonly string[];
   /**
    * Which criterion picks the compressed blocks (per group, round(α·|group|) of them, as always):
-   * 'importance' (stage 1's scores) or 'gradot' (measured on the owner's corpus: see gradotSelect.ts;
-   * the manifest records its per-block numbers). Not with mode 'uniform-replace'. Default 'importance'.
+   * 'importance' (stage 1's scores), 'gradot' or 'gradot-greedy' (measured on the owner's corpus: see
+   * gradotSelect.ts; the manifest records its per-block numbers and rounds). Not with mode
+   * 'uniform-replace'. Default 'importance'.
    */
   select?: SelectionCriterion;
   /** GradOT's measurement settings and the owner's corpus it reads (train split). Default: GradotOptions' defaults, 'sotu'. */
@@ -141,8 +142,8 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
   const storage = opts.srcStorage ?? 'dense';
   if (storage !== 'dense' && storage !== 'factors') throw new ScaleotMethodError('BAD_OPTION', `srcStorage must be dense or factors, got ${JSON.stringify(storage)}`, { where: 'srcStorage' });
   const select = opts.select ?? 'importance';
-  if (select !== 'importance' && select !== 'gradot') throw new ScaleotMethodError('BAD_OPTION', `select must be importance or gradot, got ${JSON.stringify(select)}`, { where: 'select' });
-  if (select === 'gradot' && mode === 'uniform-replace') throw new ScaleotMethodError('BAD_OPTION', 'uniform-replace places harmonizers at fixed positions; it takes no selection criterion (use select importance)', { where: 'select' });
+  if (!['importance', 'gradot', 'gradot-greedy'].includes(select)) throw new ScaleotMethodError('BAD_OPTION', `select must be importance, gradot or gradot-greedy, got ${JSON.stringify(select)}`, { where: 'select' });
+  if (select !== 'importance' && mode === 'uniform-replace') throw new ScaleotMethodError('BAD_OPTION', 'uniform-replace places harmonizers at fixed positions; it takes no selection criterion (use select importance)', { where: 'select' });
   const needsStage1 = alpha > 0;
   if (needsStage1 && !opts.stage1Dir) throw new ScaleotMethodError('STAGE1_MISSING', 'α > 0 needs the stage-1 artifacts (scores and harmonizers); pass stage1Dir', { where: 'stage1Dir' });
   const stage1: Stage1Artifacts | undefined = opts.stage1Dir ? await readStage1(opts.stage1Dir) : undefined;
@@ -177,7 +178,7 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
       }
     }
     let scores = stage1?.scores ?? new Array<number>(config.nLayer).fill(0);
-    if (select === 'gradot' && alpha > 0) {
+    if (select !== 'importance' && alpha > 0) {
       const { corpus, dataRoot, maxDocuments, stream, ...settings } = opts.gradot ?? {};
       gradot = await runGradot({
         ...settings,
@@ -190,9 +191,12 @@ export async function buildScaleotEmulator(opts: ScaleotEmulatorOptions): Promis
         dataRoot,
         maxDocuments,
         stream,
+        greedy: select === 'gradot-greedy' ? { groups: layout.groups, quota: layout.groups.map((g) => rawPerGroup(g.length, alpha)) } : undefined,
       });
       scores = new Array<number>(config.nLayer).fill(0);
       for (const b of gradot.blocks) scores[b.index] = b.keepScore;
+      // Greedy: the chosen blocks rank below every other, in the order they were chosen.
+      gradot.rounds?.forEach((r, k) => (scores[r.chosen] = -1e9 + k));
     }
     plan = planEmulator({ scores, middle: layout.middle, alpha, groupSize, mode, groups: layout.groups });
     const adapterIdx = new Set([...layout.bottom, ...layout.top]);

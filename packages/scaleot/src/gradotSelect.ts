@@ -12,10 +12,21 @@ import { windowStarts } from './stage1Loop.js';
 
 /**
  * Which criterion picks the middle blocks a ScaleOT emulator compresses: 'importance' (stage 1's
- * reinforcement scores, the paper's) or 'gradot' (GradOT-style, measured here: compress the blocks whose
- * replacement changes the adapter blocks' gradients least while moving the LM loss most).
+ * reinforcement scores, the paper's), 'gradot' (GradOT-style, measured here: compress the blocks whose
+ * replacement changes the adapter blocks' gradients least while moving the LM loss most, each block
+ * measured alone) or 'gradot-greedy' (the same score, but blocks are chosen one at a time and every
+ * candidate is measured with the blocks chosen so far already compressed, so the errors of neighbouring
+ * stand-ins that compound are seen).
  */
-export type SelectionCriterion = 'importance' | 'gradot';
+export type SelectionCriterion = 'importance' | 'gradot' | 'gradot-greedy';
+
+/** One round of the greedy GradOT: every candidate measured on top of the blocks chosen before it. */
+export interface GradotRound {
+  /** The block this round compresses (the lowest keep score among the candidates). */
+  chosen: number;
+  /** Each candidate with every earlier choice and itself compressed; changes are against the full model. */
+  blocks: GradotBlock[];
+}
 
 /** Settings of the GradOT-style measurement (all have defaults). */
 export interface GradotOptions {
@@ -51,7 +62,7 @@ export interface GradotBlock {
 
 /** The measurement an emulator manifest records under `parameters.selection`. */
 export interface GradotMeasurement {
-  criterion: 'gradot';
+  criterion: 'gradot' | 'gradot-greedy';
   /** What stands in for a measured block: its stage-1 harmonizer ('replace') or nothing ('drop': the identity). */
   standIn: 'harmonizer' | 'identity';
   score: 'keep_i = gradChange_i / mean_j(gradChange_j) − lossWeight · lossChange_i / mean_j|lossChange_j|';
@@ -68,7 +79,10 @@ export interface GradotMeasurement {
   /** LM loss and adapter-gradient norm of the full model on the batch. */
   fullLoss: number;
   fullGradNorm: number;
+  /** Every middle block replaced alone (for 'gradot-greedy': its first round). */
   blocks: GradotBlock[];
+  /** 'gradot-greedy': the rounds, in the order the blocks were chosen. */
+  rounds?: GradotRound[];
   seconds: number;
 }
 
@@ -180,34 +194,80 @@ export function gradotKeepScores(blocks: readonly Pick<GradotBlock, 'gradChange'
 
 /**
  * GradOT on a loaded full model: the adapter gradient and loss of the full model, then of the model with
- * each middle block alone routed through its stand-in; the per-block numbers and keep scores.
+ * each middle block alone routed through its stand-in; the per-block numbers and keep scores. With
+ * `greedy` ({groups, quota}: how many blocks of each group to compress), blocks are then chosen one per
+ * round: each round measures every block of a group with quota left, with the blocks already chosen
+ * compressed too, and takes the lowest keep score (ties: the lower index). The first round is the
+ * single-block measurement.
  */
 export function measureGradotOnModel(
   model: CausalLM,
   standIns: ReadonlyMap<number, Harmonizer>,
-  opts: { middle: readonly number[]; adapterBlocks: readonly number[]; batch: TokenBatch; microBatchSize?: number; lossWeight?: number },
-): Pick<GradotMeasurement, 'fullLoss' | 'fullGradNorm' | 'blocks' | 'tokens' | 'adapterParameters'> {
+  opts: {
+    middle: readonly number[];
+    adapterBlocks: readonly number[];
+    batch: TokenBatch;
+    microBatchSize?: number;
+    lossWeight?: number;
+    greedy?: { groups: readonly (readonly number[])[]; quota: readonly number[] };
+  },
+): Pick<GradotMeasurement, 'fullLoss' | 'fullGradNorm' | 'blocks' | 'rounds' | 'tokens' | 'adapterParameters'> {
   const lossWeight = opts.lossWeight ?? 1;
   if (opts.adapterBlocks.length === 0) throw new ScaleotMethodError('BAD_OPTION', 'GradOT compares adapter gradients; the layout has no adapter block', { where: 'gradot' });
+  for (const i of opts.middle) if (!standIns.has(i)) throw new ScaleotMethodError('BAD_OPTION', `middle block ${i} has no stand-in to measure`, { where: 'gradot' });
   const n = model.blocks.length;
   const full = adapterGradient(model, standIns, new Array<number>(n).fill(1), opts.adapterBlocks, opts.batch, opts.microBatchSize);
-  const measured = opts.middle.map((i) => {
-    if (!standIns.has(i)) throw new ScaleotMethodError('BAD_OPTION', `middle block ${i} has no stand-in to measure`, { where: 'gradot' });
-    const mask = new Array<number>(n).fill(1);
-    mask[i] = 0;
-    const r = adapterGradient(model, standIns, mask, opts.adapterBlocks, opts.batch, opts.microBatchSize);
-    const c = gradientChange(r.gradient, full.gradient);
-    return { index: i, gradChange: c.relative, cosine: c.cosine, lossChange: r.loss - full.loss };
-  });
-  const keep = gradotKeepScores(measured, lossWeight);
-  const fullNorm = gradientChange(full.gradient, full.gradient).normB;
+  /** Each candidate compressed together with `chosen`, scored against the full model. */
+  const measure = (candidates: readonly number[], chosen: readonly number[]): GradotBlock[] => {
+    const measured = candidates.map((i) => {
+      const mask = new Array<number>(n).fill(1);
+      for (const j of [...chosen, i]) mask[j] = 0;
+      const r = adapterGradient(model, standIns, mask, opts.adapterBlocks, opts.batch, opts.microBatchSize);
+      const c = gradientChange(r.gradient, full.gradient);
+      return { index: i, gradChange: c.relative, cosine: c.cosine, lossChange: r.loss - full.loss };
+    });
+    return rescore(measured, lossWeight);
+  };
+  const blocks = measure(opts.middle, []);
+  const rounds = opts.greedy ? greedyRounds(blocks, opts.greedy, lossWeight, measure) : undefined;
   return {
     fullLoss: full.loss,
-    fullGradNorm: fullNorm,
-    blocks: measured.map((b, k) => ({ ...b, keepScore: keep[k] })),
+    fullGradNorm: gradientChange(full.gradient, full.gradient).normB,
+    blocks,
+    ...(rounds ? { rounds } : {}),
     tokens: countTokens(opts.batch),
     adapterParameters: full.gradient.length,
   };
+}
+
+function rescore(blocks: readonly Omit<GradotBlock, 'keepScore'>[], lossWeight: number): GradotBlock[] {
+  const keep = gradotKeepScores(blocks, lossWeight);
+  return blocks.map((b, k) => ({ ...b, keepScore: keep[k] }));
+}
+
+function greedyRounds(
+  first: GradotBlock[],
+  greedy: { groups: readonly (readonly number[])[]; quota: readonly number[] },
+  lossWeight: number,
+  measure: (candidates: readonly number[], chosen: readonly number[]) => GradotBlock[],
+): GradotRound[] {
+  if (greedy.quota.length !== greedy.groups.length || greedy.quota.some((q, g) => !Number.isInteger(q) || q < 0 || q > greedy.groups[g].length)) {
+    throw new ScaleotMethodError('BAD_OPTION', `greedy quota ${JSON.stringify(greedy.quota)} does not fit the groups ${JSON.stringify(greedy.groups)}`, { where: 'gradot' });
+  }
+  const left = [...greedy.quota];
+  const chosen: number[] = [];
+  const rounds: GradotRound[] = [];
+  const total = left.reduce((a, b) => a + b, 0);
+  for (let r = 0; r < total; r++) {
+    const candidates = greedy.groups.flatMap((g, gi) => (left[gi] > 0 ? g.filter((i) => !chosen.includes(i)) : []));
+    // Round 0 is the single-block measurement, rescored over its candidates (a group with quota 0 has none).
+    const scored = r > 0 ? measure(candidates, chosen) : rescore(first.filter((b) => candidates.includes(b.index)), lossWeight);
+    const best = scored.reduce((a, b) => (b.keepScore < a.keepScore || (b.keepScore === a.keepScore && b.index < a.index) ? b : a));
+    chosen.push(best.index);
+    left[greedy.groups.findIndex((g) => g.includes(best.index))]--;
+    rounds.push({ chosen: best.index, blocks: scored });
+  }
+  return rounds;
 }
 
 export interface GradotRunOptions extends GradotOptions {
@@ -226,6 +286,8 @@ export interface GradotRunOptions extends GradotOptions {
   maxDocuments?: number;
   /** A pre-tokenised train stream instead of `corpus` (tests). */
   stream?: Int32Array;
+  /** Choose greedily ('gradot-greedy'): the groups of the middle blocks and how many of each to compress. */
+  greedy?: { groups: readonly (readonly number[])[]; quota: readonly number[] };
 }
 
 /** Loads the full model and the stand-ins, draws the seeded batch of the owner's corpus and measures GradOT. */
@@ -263,9 +325,9 @@ export async function runGradot(opts: GradotRunOptions): Promise<GradotMeasureme
     if (stream.length < seqLen + 2) throw new ScaleotMethodError('EMPTY_DATASET', `the corpus has ${stream.length} tokens; a window needs seqLen + 1 = ${seqLen + 1}`, { where: 'gradot corpus' });
     const starts = windowStarts(stream.length, seqLen, batchSize, createRng(seed));
     const batch = windowsAt(stream, starts, seqLen + 1);
-    const m = measureGradotOnModel(model, standIns, { middle: opts.middle, adapterBlocks: opts.adapterBlocks, batch, microBatchSize: opts.microBatchSize, lossWeight });
+    const m = measureGradotOnModel(model, standIns, { middle: opts.middle, adapterBlocks: opts.adapterBlocks, batch, microBatchSize: opts.microBatchSize, lossWeight, greedy: opts.greedy });
     return {
-      criterion: 'gradot',
+      criterion: opts.greedy ? 'gradot-greedy' : 'gradot',
       standIn: opts.standIn,
       score: 'keep_i = gradChange_i / mean_j(gradChange_j) − lossWeight · lossChange_i / mean_j|lossChange_j|',
       lossWeight,

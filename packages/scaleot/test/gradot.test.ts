@@ -136,6 +136,44 @@ describe('GradOT: gradients and per-block numbers on a micro model', () => {
     model.dispose();
   });
 
+  it('greedy: round 1 is the single-block measurement, each later round measures its candidates on top of the earlier choices, and each group gets its quota', () => {
+    const model = randomModel(microConfig(6), 15);
+    const standIns = randomHarmonizers(8);
+    const batch = windows(4, 3);
+    const groups = [[1, 2, 3], [4]];
+    const single = measureGradotOnModel(model, standIns, { middle: MIDDLE, adapterBlocks: ADAPTERS, batch, lossWeight: 0.7 });
+    const m = measureGradotOnModel(model, standIns, { middle: MIDDLE, adapterBlocks: ADAPTERS, batch, lossWeight: 0.7, greedy: { groups, quota: [2, 1] } });
+    expect(m.blocks).toEqual(single.blocks);
+    const rounds = m.rounds!;
+    expect(rounds).toHaveLength(3);
+    expect(rounds[0].blocks).toEqual(single.blocks);
+    const chosen = rounds.map((r) => r.chosen);
+    expect(new Set(chosen).size).toBe(3);
+    expect(chosen.filter((i) => groups[0].includes(i))).toHaveLength(2);
+    expect(chosen).toContain(4);
+    const fullLoss = rolloutLoss(model, standIns, [1, 1, 1, 1, 1, 1], batch);
+    rounds.forEach((r, k) => {
+      // Candidates: every block not chosen yet in a group with quota left; the pick is the lowest keep score.
+      const before = chosen.slice(0, k);
+      const left = [2, 1].map((q, g) => q - before.filter((i) => groups[g].includes(i)).length);
+      expect(r.blocks.map((b) => b.index)).toEqual(groups.flatMap((g, gi) => (left[gi] > 0 ? g.filter((i) => !before.includes(i)) : [])));
+      expect(r.chosen).toBe(r.blocks.reduce((a, b) => (b.keepScore < a.keepScore ? b : a)).index);
+      const keep = gradotKeepScores(r.blocks, 0.7);
+      r.blocks.forEach((b, j) => expect(b.keepScore).toBeCloseTo(keep[j], 12));
+      for (const b of r.blocks) {
+        const mask = [1, 1, 1, 1, 1, 1];
+        for (const i of [...before, b.index]) mask[i] = 0;
+        expect(Math.abs(b.lossChange - (rolloutLoss(model, standIns, mask, batch) - fullLoss))).toBeLessThan(2e-5);
+      }
+    });
+    // Round 2's numbers differ from the single-block ones: its candidates are measured with round 1's block compressed.
+    const second = rounds[1].blocks[0];
+    expect(Math.abs(second.lossChange - single.blocks.find((b) => b.index === second.index)!.lossChange)).toBeGreaterThan(1e-4);
+    expect(() => measureGradotOnModel(model, standIns, { middle: MIDDLE, adapterBlocks: ADAPTERS, batch, greedy: { groups, quota: [4, 1] } })).toThrow(expect.objectContaining({ code: 'BAD_OPTION' }));
+    for (const h of standIns.values()) h.dispose();
+    model.dispose();
+  });
+
   it('a stand-in exactly equivalent to its block gives zero gradient and loss change; dropping a real block does not', () => {
     // Block 2 with zero output projections (attention and MLP) is exactly x ↦ x; a fresh harmonizer
     // (W_up = 0, zero biases) is too.
@@ -216,6 +254,17 @@ describe('GradOT selection on the tiny GPT-2 fixture', () => {
     const importance = await buildScaleotEmulator({ modelDir, stage1Dir, outDir: join(tempDir('gradot-c'), 'emulator'), alpha: 0.5 });
     expect(importance.gradot).toBeUndefined();
     expect((importance.manifest.parameters as { selection: unknown }).selection).toEqual({ criterion: 'importance' });
+  }, 120_000);
+
+  it('gradot-greedy replaces the blocks its rounds chose, α per group, and records the rounds', async () => {
+    const g = await buildScaleotEmulator({ modelDir, stage1Dir, outDir: join(tempDir('gradot-g'), 'emulator'), alpha: 0.5, select: 'gradot-greedy', gradot });
+    const m = g.gradot!;
+    expect(m.criterion).toBe('gradot-greedy');
+    expect(m.rounds).toHaveLength(4);
+    expect(m.rounds![0].blocks).toEqual(m.blocks);
+    expect(g.plan.replaced).toEqual(m.rounds!.map((r) => r.chosen).sort((a, b) => a - b));
+    for (const grp of [[2, 3, 4, 5], [6, 7, 8, 9]]) expect(grp.filter((i) => g.plan.replaced.includes(i))).toHaveLength(2);
+    expect((g.manifest.parameters as { selection: GradotMeasurement }).selection.rounds).toEqual(m.rounds);
   }, 120_000);
 
   it('drop mode measures the identity stand-in (the block removed) and drops the lowest keep scores; uniform-replace refuses a criterion', async () => {
