@@ -14,7 +14,7 @@ export interface FrontierFromReports extends FrontierResult {
 }
 
 /** File names a directory given to {@link frontierFromReports} contributes. */
-export const FRONTIER_REPORT_FILES = ['frontier.json', 'report.json'] as const;
+export const FRONTIER_REPORT_FILES = ['frontier.json', 'report.json', 'audit.json'] as const;
 
 type Json = Record<string, unknown>;
 
@@ -32,7 +32,9 @@ function bad(file: string, message: string): ScaleotMethodError {
  * frontier.json (its points). Each input is a file or a directory; a directory contributes every
  * frontier.json and report.json beneath it, except the per-point reports under a frontier.json's
  * directory (the frontier already holds them). Every report must use one metric (and name one task);
- * labels that repeat across files get the file's directory name appended.
+ * labels that repeat across files get the file's directory name appended. A `scaleot audit`'s audit.json
+ * gives its best attacker to the point whose emulator directory it audited (the better of two when the
+ * report had one); an audit of an emulator no report given was tuned on is refused.
  */
 export async function frontierFromReports(inputs: string[]): Promise<FrontierFromReports> {
   if (inputs.length === 0) throw new ScaleotMethodError('BAD_OPTION', 'no reports given: name report.json / frontier.json files or directories holding them', { where: '--from' });
@@ -48,7 +50,7 @@ export async function frontierFromReports(inputs: string[]): Promise<FrontierFro
     } else files.push(path);
   }
   const sources = [...new Set(files)];
-  const read: { file: string; points: FrontierPoint[]; task: string | null }[] = [];
+  const read: { file: string; points: FrontierPoint[]; task: string | null; audit?: AuditOf }[] = [];
   for (const file of sources) {
     let parsed: unknown;
     try {
@@ -71,6 +73,7 @@ export async function frontierFromReports(inputs: string[]): Promise<FrontierFro
     throw new ScaleotMethodError('BAD_REPORT', `the reports are about different tasks: ${files.join(', ')}; plot the reports of one task together`, { where: read[0].file });
   }
   const points = uniqueLabels(read.flatMap((r) => r.points.map((point) => ({ point, file: r.file }))));
+  for (const { file, audit } of read) if (audit) applyAudit(file, audit, points);
   return { points, seconds: points.reduce((s, p) => s + p.seconds, 0), task: tasks[0] ?? null, metric, higherIsBetter: first.points[0].higherIsBetter, sources };
 }
 
@@ -79,16 +82,39 @@ async function reportFilesUnder(dir: string): Promise<string[]> {
   const names = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
   // A frontier's work directory: frontier.json holds every point of its reports/<point>/ too.
   if (names.has('frontier.json')) return [join(dir, 'frontier.json')];
-  const out = names.has('report.json') ? [join(dir, 'report.json')] : [];
+  const out = (['report.json', 'audit.json'] as const).filter((n) => names.has(n)).map((n) => join(dir, n));
   for (const e of entries.filter((e) => e.isDirectory() && e.name !== 'node_modules' && !e.name.startsWith('.')).sort((a, b) => a.name.localeCompare(b.name))) {
     out.push(...(await reportFilesUnder(join(dir, e.name))));
   }
   return out;
 }
 
+/** What a `scaleot audit` (audit.json) says of one emulator directory. */
+interface AuditOf {
+  emulatorDir: string;
+  attacker: number;
+  metric: string;
+  higherIsBetter: boolean;
+}
+
+function applyAudit(file: string, audit: AuditOf, points: FrontierPoint[]): void {
+  const matches = points.filter((p) => p.emulatorDir !== '' && resolve(p.emulatorDir) === audit.emulatorDir);
+  if (matches.length === 0) throw bad(file, `audits ${audit.emulatorDir}, which none of the reports read was tuned on; give that emulator's report.json too`);
+  if (matches[0].metric !== audit.metric) throw bad(file, `reports ${audit.metric}, the report of its emulator reports ${matches[0].metric}`);
+  const better = (a: number, b: number) => (audit.higherIsBetter ? Math.max(a, b) : Math.min(a, b));
+  for (const p of matches) p.attacker = p.attacker === null ? audit.attacker : better(p.attacker, audit.attacker);
+}
+
 /** The points of one parsed file, by its shape. */
-function pointsOf(file: string, raw: unknown): { points: FrontierPoint[]; task: string | null } {
+function pointsOf(file: string, raw: unknown): { points: FrontierPoint[]; task: string | null; audit?: AuditOf } {
   if (!isObject(raw)) throw bad(file, 'is not a JSON object');
+  // `scaleot audit`'s audit.json: {attacker, attackers, emulator: {dir, ...}, metric, ...}; no point of its own.
+  if (isObject(raw.attackers) && isObject(raw.emulator) && typeof raw.emulator.dir === 'string') {
+    if (!isNumber(raw.attacker)) throw bad(file, `attacker is not a number (${JSON.stringify(raw.attacker) ?? 'missing'})`);
+    if (typeof raw.metric !== 'string') throw bad(file, 'metric is missing');
+    const audit = { emulatorDir: resolve(raw.emulator.dir), attacker: raw.attacker, metric: raw.metric, higherIsBetter: raw.higherIsBetter === true };
+    return { points: [], task: typeof raw.task === 'string' ? raw.task : null, audit };
+  }
   // An earlier `scaleot frontier`: {points: FrontierPoint[], seconds}.
   if (Array.isArray(raw.points)) return { points: raw.points.map((p, i) => frontierPoint(file, p, i)), task: null };
   // The demo's report.json: {task, reports: [{preset, request, report: five numbers}]}.

@@ -106,6 +106,29 @@ describe('frontierFromReports', () => {
     expect(r.seconds).toBeCloseTo(3 + 4 + 12.5, 9);
   });
 
+  it("an audit.json gives its best attacker to the report of the emulator it audited, found in a directory too; an audit of no report's emulator is refused", async () => {
+    /** `scaleot audit`'s audit.json (offsite's runAudit result), the fields the reader uses. */
+    const audit = (emulatorDir: string, attacker: number, metric = 'perplexity') => ({
+      task: 'moby', taskType: 'lm', metric, higherIsBetter: metric === 'accuracy', attacker, best: 'finetune', attackers: { finetune: attacker }, details: [],
+      budget: { steps: 150, batchSize: 8, seqLen: 256, tokens: 307_200 }, emulator: { dir: emulatorDir, method: 'scaleot', parameters: {}, sha256: 'x' }, adapterDir: null, modelDir: null,
+    });
+    const scaleot = await write('aud/s/report.json', cliReport('scaleot', [30, 80, 45, 35], { alpha: 0.5, beta: 0 }, 'moby', 28.5));
+    const uniform = await write('aud/u/report.json', cliReport('uniform', [30, 90, 50, 40], { rule: 'uniform-index' }));
+    const better = await write('aud/s-audit/audit.json', audit('/runs/scaleot/emulator', 27));
+    const worse = await write('aud/s-audit2/audit.json', audit('/runs/scaleot/emulator/', 29));
+    const onUniform = await write('aud/u-audit/audit.json', audit('/runs/uniform/emulator', 31));
+    const r = await frontierFromReports([scaleot, uniform, better, worse, onUniform]);
+    // The best attacker wins (lower perplexity); the report's own 28.5 is beaten by 27, not by 29.
+    expect(r.points.map((p) => [p.label, p.attacker])).toEqual([['scaleot α=0.5 β=0', 27], ['uniform LayerDrop', 31]]);
+    // The same from the directory, searched recursively.
+    const fromDir = await frontierFromReports([join(dir, 'aud')]);
+    expect(fromDir.points.map((p) => p.attacker)).toEqual([27, 31]);
+    const stray = await write('aud2/audit.json', audit('/runs/elsewhere/emulator', 20));
+    await expect(frontierFromReports([scaleot, stray])).rejects.toMatchObject({ code: 'BAD_REPORT', where: stray, message: expect.stringContaining('none of the reports read was tuned on') });
+    const accuracy = await write('aud3/audit.json', audit('/runs/scaleot/emulator', 0.9, 'accuracy'));
+    await expect(frontierFromReports([scaleot, accuracy])).rejects.toMatchObject({ code: 'BAD_REPORT', message: expect.stringContaining('reports accuracy') });
+  });
+
   it('refuses what it cannot chart with BAD_REPORT naming the file', async () => {
     const ppl = await write('m/ppl/report.json', cliReport('scaleot', [30, 80, 45, 35], { alpha: 0.5, beta: 0 }));
     const acc = await write('m/acc/report.json', { ...cliReport('scaleot', [0.6, 0.5, 0.55, 0.58], { alpha: 0.5, beta: 0 }, 'spam'), metric: 'accuracy', higherIsBetter: true });

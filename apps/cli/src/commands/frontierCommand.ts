@@ -29,11 +29,11 @@ export function frontierCommand(): Command {
     .summary('the privacy-utility frontier: five numbers for a grid of (α, β) emulators')
     .description(
       'Builds one ScaleOT emulator per (α, β) from one stage-1 run, tunes adapters on each, and reports emulator fine-tuned vs plug-in quality (one point per emulator, uniform LayerDrop and the adapter ceiling marked; with --audit, each emulator\'s best attacker too). Writes frontier.json, frontier.svg, importance.svg and frontier.html to --out. ' +
-        'With --from it runs nothing: it charts reports already written (scaleot report, the demo, a coordinator request, an earlier frontier), e.g. scaleot frontier --from runs/a/report.json,runs/b --out runs/compare.',
+        'With --from it runs nothing: it charts reports already written (scaleot report, the demo, a coordinator request, an earlier frontier; an audit.json of scaleot audit marks the best attacker of the report whose emulator it audited), e.g. scaleot frontier --from runs/a/report.json,runs/b --out runs/compare.',
     )
     .option('--model <dir>', 'full HF model directory', SHIPPED_MODEL_DIR)
     .option('--stage1 <dir>', 'stage-1 artifacts of that model (required unless --from; with --from it adds the layer-importance chart)')
-    .option('--from <list>', "chart existing reports instead of running: comma-separated report.json / frontier.json files, or directories holding them (searched recursively); every report of one task and metric", pathList)
+    .option('--from <list>', "chart existing reports instead of running: comma-separated report.json / frontier.json / audit.json files, or directories holding them (searched recursively); every report of one task and metric", pathList)
     .option('--task <name|path>', 'built-in task (moby, spam) or a task spec file/dir', 'moby')
     .option('--out <dir>', 'work directory', 'runs/frontier')
     .option('--overwrite', 'reuse an existing work directory, replacing its artifacts')
