@@ -77,7 +77,8 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
   const points: FrontierPoint[] = [];
   const run = async (label: string, kind: FrontierPoint['kind'], alpha: number | null, beta: number | null, emulator: { alpha: number; beta: number } | null) => {
     const t0 = performance.now();
-    const slug = label.replace(/[^A-Za-z0-9.=-]+/g, '_');
+    // 'scaleot α=0.5 β=0' → scaleot_alpha=0.5_beta=0: readable in a shell, one directory per point.
+    const slug = label.replace(/α/g, 'alpha').replace(/β/g, 'beta').replace(/[^A-Za-z0-9.=-]+/g, '_');
     let emulatorDir: string | undefined;
     if (emulator) {
       emulatorDir = join(work, 'emulators', slug);

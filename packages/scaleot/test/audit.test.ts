@@ -223,6 +223,7 @@ describe('emulator privacy audit', () => {
     const p = r.points[0];
     expect(p.attacker).toBeGreaterThan(1);
     expect(Number.isFinite(p.attacker)).toBe(true);
+    expect(p.emulatorDir).toBe(join(work, 'frontier', 'emulators', 'scaleot_alpha=0.5_beta=0.5'));
   }, 60_000);
 
   it('bad input is a typed error before any work, and nothing is written', async () => {
