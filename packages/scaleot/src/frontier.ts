@@ -21,7 +21,7 @@ export interface FrontierOptions {
   nAdapter?: number;
   /** Default 'replace'. */
   mode?: EmulatorMode;
-  /** Baselines: uniform LayerDrop (dropping `uniformDrop`, default: half of the middle at uniform positions) and the adapter ceiling. Default true. */
+  /** Baselines: uniform LayerDrop (dropping `uniformDrop`; default: `emulate --method uniform`'s rule, half of the middle kept at uniform positions) and the adapter ceiling. Default true. */
   baselines?: boolean;
   uniformDrop?: number[];
   hyper?: Partial<TrainHyperParameters>;
@@ -84,7 +84,6 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
       emulatorDir = join(work, 'emulators', slug);
       await buildScaleotEmulator({ modelDir: opts.modelDir, stage1Dir: opts.stage1Dir, outDir: emulatorDir, ...placement, alpha: emulator.alpha, beta: emulator.beta, mode: kind === 'scaleot' ? opts.mode : 'replace', overwrite: true });
     }
-    const middle = stage1.manifest.layout.middle;
     const report = await fiveNumberReport({
       modelDir: opts.modelDir,
       task: opts.task,
@@ -92,7 +91,8 @@ export async function runFrontier(opts: FrontierOptions): Promise<FrontierResult
       workDir: join(work, 'reports', slug),
       emulatorDir,
       adapter: opts.nAdapter === undefined ? { blocks: stage1Blocks } : { nAdapter },
-      selection: emulator ? undefined : { dropLayers: opts.uniformDrop ?? middle.filter((_, k) => k % 2 === 1) },
+      // Without uniformDrop, the uniform rule of `emulate --method uniform` (offsite's default selection).
+      selection: emulator || !opts.uniformDrop ? undefined : { dropLayers: opts.uniformDrop },
       hyper: opts.hyper,
       eval: opts.eval,
       fullFineTune: false,

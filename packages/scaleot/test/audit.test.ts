@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { builtinTask, type Task } from '@scaleot/data';
 import { useBackend, type CausalLM } from '@scaleot/model';
 import {
+  adapterLayout,
   applyAdapter,
   auditEmulator,
   distillAttack,
@@ -11,6 +12,7 @@ import {
   loadEmulator,
   plugInModel,
   readAdapter,
+  selectKeptMiddle,
   shiftedLossSum,
   TaskBatcher,
   tuneAdapter,
@@ -224,6 +226,16 @@ describe('emulator privacy audit', () => {
     expect(p.attacker).toBeGreaterThan(1);
     expect(Number.isFinite(p.attacker)).toBe(true);
     expect(p.emulatorDir).toBe(join(work, 'frontier', 'emulators', 'scaleot_alpha=0.5_beta=0.5'));
+  }, 60_000);
+
+  it("frontier baselines: uniform LayerDrop keeps the middle blocks `emulate --method uniform` keeps by default, the ceiling replaces nothing", async () => {
+    const r = await runFrontier({ modelDir, stage1Dir: join(work, 'stage1'), workDir: join(work, 'frontier-baselines'), task: 'moby', dataRoot, alphas: [0.5], betas: [0], hyper: { ...ATTACK, steps: 1 }, eval: { maxBlocks: 1 } });
+    expect(r.points.map((p) => p.kind)).toEqual(['scaleot', 'uniform-layerdrop', 'ceiling']);
+    const uniform = JSON.parse(await readFile(join(r.points[1].emulatorDir, 'emulator.json'), 'utf8')) as { layerMap: unknown[] };
+    const kept = uniform.layerMap.flatMap((entry, i) => (entry === 'raw' ? [i] : []));
+    expect(kept).toEqual(selectKeptMiddle(adapterLayout(12, { nAdapter: 4 })));
+    const ceiling = JSON.parse(await readFile(join(r.points[2].emulatorDir, 'emulator.json'), 'utf8')) as { layerMap: unknown[] };
+    expect(ceiling.layerMap.every((entry) => entry === 'raw' || entry === 'adapter')).toBe(true);
   }, 60_000);
 
   it('bad input is a typed error before any work, and nothing is written', async () => {
