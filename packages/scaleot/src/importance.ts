@@ -64,13 +64,20 @@ export function sampleGroupedMask(scores: readonly number[], groups: readonly (r
 }
 
 export interface ReinforceOptions {
-  /** Step size η. Default 0.02. */
+  /** Step size η. Default 0.05 (REINFORCE_DEFAULTS). */
   eta?: number;
   /** Scores are clamped to [−clamp, clamp]. Default 6. */
   clamp?: number;
   /** ε in the advantage's denominator. Default 1e-8. */
   eps?: number;
 }
+
+/**
+ * The importance update's defaults (stage 1's too). η 0.05: on sotu-llama-24l the α = 0.5 plan stopped
+ * changing at step 80 of 300 with it, and was still changing at step 286 with 0.02, whose plan gave a
+ * plug-in 1.2 perplexity worse (docs/scaleot-results.md, the levers of §5).
+ */
+export const REINFORCE_DEFAULTS: Required<ReinforceOptions> = { eta: 0.05, clamp: 6, eps: 1e-8 };
 
 export interface ReinforceResult {
   scores: number[];
@@ -97,9 +104,9 @@ export function reinforceUpdate(
     if (m.length !== scores.length) throw new ScaleotMethodError('BAD_MASK', `a mask covers ${m.length} blocks, scores cover ${scores.length}`, { where: 'reinforce' });
   }
   if (!losses.every(Number.isFinite)) throw new ScaleotMethodError('BAD_MASK', `candidate losses must be finite, got ${losses.join(', ')}`, { where: 'reinforce' });
-  const eta = opts.eta ?? 0.02;
-  const clamp = opts.clamp ?? 6;
-  const eps = opts.eps ?? 1e-8;
+  const eta = opts.eta ?? REINFORCE_DEFAULTS.eta;
+  const clamp = opts.clamp ?? REINFORCE_DEFAULTS.clamp;
+  const eps = opts.eps ?? REINFORCE_DEFAULTS.eps;
   const n = losses.length;
   const mean = losses.reduce((a, b) => a + b, 0) / n;
   const std = Math.sqrt(losses.reduce((a, b) => a + (b - mean) * (b - mean), 0) / n);

@@ -10,7 +10,7 @@ import { Tokenizer } from '@scaleot/tokenizer';
 import * as tf from '@tensorflow/tfjs';
 import { HARMONIZER_KIND, type Harmonizer } from './Harmonizer.js';
 import type { HarmonizerOptimizer } from './harmonizerStep.js';
-import { middleGroups, middleSegments } from './importance.js';
+import { middleGroups, middleSegments, REINFORCE_DEFAULTS } from './importance.js';
 import { LocalStage1Executor } from './LocalStage1Executor.js';
 import { stage1Loop } from './stage1Loop.js';
 import { ScaleotMethodError } from './ScaleotMethodError.js';
@@ -69,7 +69,7 @@ export interface Stage1HyperParameters {
   candidates: number;
   /** Windows of the held-out batch each candidate is scored on. Default 8. */
   rlBatchSize: number;
-  /** η. Default 0.02. */
+  /** η, the scores' step size. Default 0.05 (REINFORCE_DEFAULTS: why). */
   eta: number;
   /** Scores clamp to [−scoreClamp, scoreClamp]. Default 6. */
   scoreClamp: number;
@@ -97,9 +97,9 @@ export const DEFAULT_STAGE1: Omit<Stage1HyperParameters, 'rank' | 'seqLen' | 'bo
   rlEvery: 1,
   candidates: 3,
   rlBatchSize: 8,
-  eta: 0.02,
-  scoreClamp: 6,
-  advantageEps: 1e-8,
+  eta: REINFORCE_DEFAULTS.eta,
+  scoreClamp: REINFORCE_DEFAULTS.clamp,
+  advantageEps: REINFORCE_DEFAULTS.eps,
   alignWeight: 1,
   seed: 0,
 };

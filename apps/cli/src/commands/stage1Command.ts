@@ -53,7 +53,7 @@ export function stage1Command(): Command {
       .option('--rank <n>', 'harmonizer rank (default d/2)', positiveInt)
       .option('--candidates <n>', 'N_c candidate masks per importance update (default 3)', positiveInt)
       .option('--rl-batch <n>', 'held-out windows each candidate is scored on (default 8)', positiveInt)
-      .option('--eta <x>', 'score learning rate η (default 0.02)', finiteNumber)
+      .option('--eta <x>', 'score learning rate η (default 0.05)', finiteNumber)
       .option('--align-weight <x>', 'harmonizer alignment (local distillation) weight, 0 = off (default 1)', finiteNumber)
       .option('--seed <n>', 'seed of masks, windows and init (default 0)', nonNegativeInt)
       .option('--checkpoint-every <n>', 'checkpoint every N steps (default 50)', positiveInt)
