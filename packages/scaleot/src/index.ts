@@ -79,6 +79,7 @@ export {
   type GradotRunOptions,
   type GradotBlock,
   type GradotMeasurement,
+  type GradotRound,
   type AdapterGradient,
 } from './gradotSelect.js';
 
