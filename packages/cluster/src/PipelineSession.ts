@@ -364,7 +364,8 @@ export class PipelineSession {
 
   /**
    * Gives the run up: every stage still alive is told to stop (its worker is free for the next plan),
-   * and stage jobs queued again (their worker died) are removed so no worker loads them for nothing.
+   * over ZeroMQ and through its job's cancel flag, and stage jobs queued again (their worker died) are
+   * removed so no worker loads them for nothing.
    */
   async abort(error: Error): Promise<void> {
     this.fail(error);
@@ -377,7 +378,12 @@ export class PipelineSession {
     }
     for (const job of this.jobs) {
       const state = await job.getState().catch(() => 'unknown');
-      if (state !== 'active' && state !== 'completed') await job.remove().catch(() => undefined);
+      if (state === 'active') {
+        // Also through Redis: a stage that missed the abort above (its ZeroMQ message lost under load,
+        // or a re-queued job that started after it) would otherwise hold its worker until its idle
+        // timeout, and the next plan would wait for that worker.
+        await this.options.queue.signalCancel(job.id!).catch(() => undefined);
+      } else if (state !== 'completed') await job.remove().catch(() => undefined);
     }
     this.shutdown();
   }

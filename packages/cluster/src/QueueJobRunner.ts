@@ -65,7 +65,6 @@ export class QueueJobRunner implements JobRunner {
     const jobs = this.groups.get(group);
     let removed = 0;
     let signalled = 0;
-    let signals: Redis | undefined;
     for (const { queue, id, reject } of jobs?.values() ?? []) {
       const job = await queue.queue.getJob(id);
       const state = job ? await job.getState() : 'unknown';
@@ -76,14 +75,12 @@ export class QueueJobRunner implements JobRunner {
       if (gone) removed++;
       else if (job && (queued || state === 'active')) {
         // The worker holds the lock; the flag tells it (and any retry) that nobody waits for the result.
-        signals ??= typeof this.connection === 'string' ? new Redis(this.connection, { maxRetriesPerRequest: 1 }) : new Redis({ ...this.connection, maxRetriesPerRequest: 1 });
-        await signals.set(`${queue.prefix}:${queue.name}:cancelled:${id}`, '1', 'EX', 24 * 3600).catch(() => undefined);
+        await queue.signalCancel(id).catch(() => undefined);
         signalled++;
       }
       reject(new ClusterError('CANCELLED', `job ${id} of ${group} was cancelled`, { where: group }));
     }
     this.groups.delete(group);
-    await signals?.quit().catch(() => undefined);
     return { removed, signalled };
   }
 

@@ -11,6 +11,11 @@ export const DEFAULT_QUEUE_NAME = 'scaleot';
 /** Redis key prefix used when none is given (BullMQ's own default is `bull`). */
 export const DEFAULT_PREFIX = 'scaleot';
 
+/** The Redis key that tells a running job to stop (JobWorker polls it; see JobQueue.signalCancel). */
+export function cancelFlagKey(prefix: string, queueName: string, jobId: string): string {
+  return `${prefix}:${queueName}:cancelled:${jobId}`;
+}
+
 /**
  * Job options every job gets unless overridden: 3 attempts with exponential backoff from 5 s
  * (5 s, 10 s) for transient failures (a worker losing Redis, a peer timing out); completed jobs kept
@@ -85,6 +90,14 @@ export class JobQueue {
     this.connection = openRedis(options.connection ?? defaultRedisConnection(), 'producer', `scaleot:queue:${this.name}`);
     this.jobDefaults = { ...DEFAULT_JOB_OPTIONS, ...options.defaultJobOptions };
     this.queue = new Queue(this.name, { connection: this.connection, prefix: this.prefix, defaultJobOptions: this.jobDefaults });
+  }
+
+  /**
+   * Tells the worker running job `jobId` to stop: its handler's signal aborts within the worker's
+   * cancel poll (JobWorkerOptions.cancelPollMs) and the job fails for good. The flag lives a day.
+   */
+  async signalCancel(jobId: string): Promise<void> {
+    await this.connection.set(cancelFlagKey(this.prefix, this.name, jobId), '1', 'EX', 24 * 3600);
   }
 
   /** BullMQ priority of a tenant's jobs (lower runs first). */

@@ -4,7 +4,7 @@ import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Jo
 import type { Redis } from 'ioredis';
 import { createLogger, type Logger } from '@scaleot/core';
 import { InvalidJobPayloadError } from './InvalidJobPayloadError.js';
-import { DEFAULT_PREFIX, DEFAULT_QUEUE_NAME } from './JobQueue.js';
+import { cancelFlagKey, DEFAULT_PREFIX, DEFAULT_QUEUE_NAME } from './JobQueue.js';
 import { isJobKind, validateJobPayload, type JobKind, type JobPayload } from './jobKinds.js';
 import type { PayloadLimits } from './payloadGuard.js';
 import { QueueError } from './QueueError.js';
@@ -209,7 +209,7 @@ export class JobWorker extends EventEmitter<JobWorkerEvents> {
     const abort = new AbortController();
     const onCancel = () => abort.abort(signal?.reason ?? new QueueError('CANCELLED', `job ${job.id} was cancelled`));
     signal?.addEventListener('abort', onCancel, { once: true });
-    const flag = `${this.options.prefix ?? DEFAULT_PREFIX}:${this.queueName}:cancelled:${job.id}`;
+    const flag = cancelFlagKey(this.options.prefix ?? DEFAULT_PREFIX, this.queueName, job.id!);
     const poll = setInterval(() => {
       this.connection.exists(flag).then((n) => {
         if (n > 0 && !abort.signal.aborted) {
